@@ -11,6 +11,7 @@
 //! * [`lock`] — the lock queue state machine.
 //! * [`notify`] — notify paths, regex registrations and merging changed ids.
 //! * [`health`] — the majority rule.
+//! * [`internal`] — node-to-node messages.
 //! * [`client`] — a sans-IO client state machine that every transport drives.
 //!
 //! Nothing in this crate touches sockets, files or clocks: time and randomness
@@ -19,6 +20,7 @@
 pub mod client;
 pub mod frame;
 pub mod health;
+pub mod internal;
 pub mod lock;
 pub mod message;
 pub mod notify;

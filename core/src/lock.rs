@@ -39,7 +39,7 @@ impl LockEntry {
 }
 
 /// Why a lock operation was refused.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum LockError {
     /// `acquire` with an id that is already held or queued.
     #[error("lock id {0:?} is already in use")]

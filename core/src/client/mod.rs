@@ -47,14 +47,23 @@ pub enum Event {
     Fatal { message: String },
 }
 
+/// How to interpret a reply.
+#[derive(Debug, Clone, Copy)]
+enum Expect {
+    /// The reply of a typed request: checked and turned into a [`Response`].
+    Typed(Command),
+    /// A raw request's reply, handed over as it came ([`Response::Raw`]).
+    Raw,
+}
+
 /// The client state machine.
 #[derive(Debug)]
 pub struct Client {
     decoder: FrameDecoder,
     inbox: BytesMut,
     ids: IdAllocator,
-    /// Command of each request awaiting its reply, by correlation id.
-    pending: HashMap<RequestId, Command>,
+    /// What each request awaiting its reply expects, by correlation id.
+    pending: HashMap<RequestId, Expect>,
     transmit: VecDeque<Bytes>,
     events: VecDeque<Event>,
     ready: bool,
@@ -82,11 +91,20 @@ impl Client {
 
     /// Queues a request; its frame is then taken with [`poll_transmit`](Self::poll_transmit).
     pub fn request(&mut self, request: &Request) -> Result<RequestId, ClientError> {
-        let id = self.ids.allocate().ok_or(ClientError::TooManyInFlight)?;
         let command = request.command();
-        self.pending.insert(id, command);
-        let frame = Frame::new(id, command.as_u8(), request.encode_payload());
-        self.transmit.push_back(frame.to_bytes());
+        self.queue(Expect::Typed(command), command.as_u8(), request.encode_payload())
+    }
+
+    /// Queues a frame with any command byte and payload; its reply comes back
+    /// unchecked as [`Response::Raw`]. Node-to-node traffic uses this.
+    pub fn request_raw(&mut self, command: u8, payload: Bytes) -> Result<RequestId, ClientError> {
+        self.queue(Expect::Raw, command, payload)
+    }
+
+    fn queue(&mut self, expect: Expect, command: u8, payload: Bytes) -> Result<RequestId, ClientError> {
+        let id = self.ids.allocate().ok_or(ClientError::TooManyInFlight)?;
+        self.pending.insert(id, expect);
+        self.transmit.push_back(Frame::new(id, command, payload).to_bytes());
         Ok(id)
     }
 
@@ -164,7 +182,7 @@ impl Client {
             self.handle_push(frame);
             return;
         }
-        let Some(command) = self.pending.remove(&frame.id) else {
+        let Some(expect) = self.pending.remove(&frame.id) else {
             // A reply to nothing we asked: ignore it rather than fail the connection.
             return;
         };
@@ -175,7 +193,13 @@ impl Client {
         };
         let result = Reply::decode(status, &frame.payload)
             .map_err(|error| ClientError::Protocol(error.to_string()))
-            .and_then(|reply| Response::from_reply(command, reply, frame.command));
+            .and_then(|reply| match expect {
+                Expect::Typed(command) => Response::from_reply(command, reply, frame.command),
+                Expect::Raw => Ok(Response::Raw {
+                    code: frame.command,
+                    reply,
+                }),
+            });
         self.events.push_back(Event::Reply { id: frame.id, result });
     }
 

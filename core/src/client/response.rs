@@ -22,6 +22,9 @@ pub enum Response {
     Info(Value),
     /// NOTIFY_ON, NOTIFY_OFF.
     Done,
+    /// The reply to [`Client::request_raw`](super::Client::request_raw),
+    /// whatever its status: `code` is the status byte.
+    Raw { code: u8, reply: Reply },
 }
 
 /// Why a request failed.

@@ -1,0 +1,103 @@
+//! The cluster's timers: heartbeats (membership, reachability, health),
+//! repair rounds, and releasing the locks of nodes that left.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use canhazdb_core::internal::{InternalReply, InternalRequest};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::repair;
+use crate::server::node::Node;
+
+/// How often every peer is asked how it is.
+const HEARTBEAT_EVERY: Duration = Duration::from_millis(250);
+/// How long a heartbeat may take before the peer counts as unreachable.
+const HEARTBEAT_TIMEOUT: Duration = Duration::from_millis(1000);
+/// How often a node looks for repairs of its own.
+const REPAIR_EVERY: Duration = Duration::from_millis(1000);
+/// A node silent for this long has left: its locks are released.
+const LEFT_AFTER: Duration = Duration::from_secs(3);
+
+/// Runs the timers until `shutdown`.
+pub async fn run(node: Arc<Node>, shutdown: CancellationToken) {
+    let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut repairs = tokio::time::interval(REPAIR_EVERY);
+    repairs.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = heartbeat.tick() => {
+                heartbeat_round(&node).await;
+                node.after_heartbeat().await;
+                release_locks_of_departed(&node).await;
+            }
+            _ = repairs.tick() => {
+                if !node.cluster.is_alone() {
+                    repair::run_round(&node).await;
+                }
+            }
+        }
+    }
+    for peer in node.cluster.peers() {
+        peer.disconnect().await;
+    }
+}
+
+/// Says hello to every peer and join address at once and learns from the answers.
+async fn heartbeat_round(node: &Arc<Node>) {
+    let hello = InternalRequest::Hello(node.hello());
+    let mut calls = JoinSet::new();
+    let links = node
+        .cluster
+        .peers()
+        .into_iter()
+        .map(|peer| (peer, false))
+        .chain(node.cluster.join_links().into_iter().map(|link| (link, true)));
+    for (peer, is_join) in links {
+        let hello = hello.clone();
+        calls.spawn(async move {
+            let reply = peer.call_with_timeout(&hello, HEARTBEAT_TIMEOUT).await;
+            (peer, is_join, reply)
+        });
+    }
+    while let Some(joined) = calls.join_next().await {
+        let Ok((peer, is_join, reply)) = joined else { continue };
+        match reply {
+            Ok(InternalReply::Hello(theirs)) => {
+                if is_join {
+                    node.cluster.resolve_join(&peer, &theirs);
+                    continue;
+                }
+                peer.observe(theirs.healthy, theirs.raft_initialized);
+                node.cluster.learn(&theirs);
+            }
+            Ok(other) => tracing::warn!(?other, "unexpected answer to a heartbeat"),
+            Err(error) => tracing::debug!(%error, "heartbeat failed"),
+        }
+    }
+}
+
+/// Locks held through a node that has been silent for a while are released
+/// (spec: a lock dies when the node holding its connection leaves).
+async fn release_locks_of_departed(node: &Arc<Node>) {
+    let origins: std::collections::BTreeSet<String> =
+        node.locks.entries().into_iter().map(|entry| entry.origin).collect();
+    for origin in origins {
+        if origin == node.cluster.name() {
+            continue;
+        }
+        let departed = match node.cluster.peer(&origin) {
+            Some(peer) => !peer.is_reachable() && peer.silent_for() >= LEFT_AFTER,
+            None => true,
+        };
+        if departed {
+            tracing::info!(node = %origin, "releasing the locks of a node that left");
+            if let Err(error) = node.locks.release_origin(&origin).await {
+                tracing::debug!(%error, "could not release locks yet");
+            }
+        }
+    }
+}

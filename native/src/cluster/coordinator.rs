@@ -1,0 +1,406 @@
+//! Runs an external command across the cluster (spec section 4). Any node
+//! coordinates: it fans the command out (its own share runs locally), merges
+//! the answers so each document is reported exactly once, records repairs for
+//! replicas that missed a write, and publishes notify paths.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use canhazdb_core::internal::{Change, ChangedReplica, InternalReply, InternalRequest, Repair};
+use canhazdb_core::message::{ReadOptions, Selection};
+use canhazdb_core::notify::merge_changed_ids;
+use canhazdb_core::query::{IndexPredicate, Query};
+use canhazdb_core::replica::{choose_replicas, read_may_be_incomplete, OsRandom};
+use serde_json::{json, Map, Value};
+use tokio::task::JoinSet;
+
+use super::local::{self, LocalError};
+use super::peer::{Peer, PeerError};
+use crate::server::node::Node;
+use crate::storage::StorageError;
+
+/// Why a coordinated command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CoordinatorError {
+    #[error("{0}")]
+    BadRequest(String),
+    /// Too many nodes are unavailable for a complete answer.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl From<LocalError> for CoordinatorError {
+    fn from(error: LocalError) -> Self {
+        match error {
+            LocalError::BadRequest(message) => CoordinatorError::BadRequest(message),
+            LocalError::Storage(error) => CoordinatorError::Storage(error),
+        }
+    }
+}
+
+type Outcome<T> = Result<T, CoordinatorError>;
+
+/// Point lookups and O(1) counts run on the runtime thread; anything that may
+/// scan goes to the blocking pool so it cannot stall other requests.
+fn is_cheap(query: &Query) -> bool {
+    query.is_match_all()
+        || query
+            .index_predicates()
+            .iter()
+            .any(|predicate| matches!(predicate, IndexPredicate::Eq { path, .. } if path == "id"))
+}
+
+async fn run_blocking<T: Send + 'static>(
+    node: &Arc<Node>,
+    cheap: bool,
+    work: impl FnOnce(&Node) -> T + Send + 'static,
+) -> Result<T, CoordinatorError> {
+    if cheap {
+        return Ok(work(node));
+    }
+    let node = node.clone();
+    tokio::task::spawn_blocking(move || work(&node))
+        .await
+        .map_err(|error| CoordinatorError::Unavailable(format!("read task failed: {error}")))
+}
+
+/// Refuses a read or write when so many nodes are unavailable that a
+/// document could be missing from the answer.
+fn check_complete(node: &Node, answering: usize) -> Outcome<()> {
+    let known = node.cluster.known_names().len();
+    let per_document = node.cluster.replicas().min(known);
+    let failed = known.saturating_sub(answering);
+    if read_may_be_incomplete(per_document, failed) {
+        return Err(CoordinatorError::Unavailable(format!(
+            "{failed} of {known} nodes are unavailable, so documents could be missing from the answer"
+        )));
+    }
+    Ok(())
+}
+
+/// Sends `request` to every peer in `peers` at once.
+async fn call_all(
+    peers: Vec<Arc<Peer>>,
+    request: InternalRequest,
+) -> Vec<(String, Result<InternalReply, PeerError>)> {
+    let request = Arc::new(request);
+    let mut calls = JoinSet::new();
+    for peer in peers {
+        let request = request.clone();
+        calls.spawn(async move { (peer.name(), peer.call(&request).await) });
+    }
+    let mut replies = Vec::new();
+    while let Some(joined) = calls.join_next().await {
+        if let Ok(reply) = joined {
+            replies.push(reply);
+        }
+    }
+    replies
+}
+
+fn peers_named(node: &Node, names: &[String]) -> Vec<Arc<Peer>> {
+    names
+        .iter()
+        .filter(|name| name.as_str() != node.cluster.name())
+        .filter_map(|name| node.cluster.peer(name))
+        .collect()
+}
+
+fn unexpected(node: String, reply: InternalReply) -> CoordinatorError {
+    CoordinatorError::Unavailable(format!("node {node} answered {reply:?} unexpectedly"))
+}
+
+fn peer_failure(error: PeerError) -> CoordinatorError {
+    match error {
+        PeerError::Failed { code: 121, message, .. } => CoordinatorError::BadRequest(message),
+        other => CoordinatorError::Unavailable(format!("{other}; the answer could be incomplete")),
+    }
+}
+
+/// GET: each online node reports its primary documents, ordered and limited;
+/// the coordinator merges, orders, limits and projects. `read` travels to the
+/// peers as the JSON it arrived as; they parse it themselves.
+pub async fn get(node: &Arc<Node>, collection: &str, read: &ReadOptions) -> Outcome<Vec<Value>> {
+    let Selection {
+        query,
+        fields,
+        order,
+        limit,
+    } = read.parse().map_err(|error| CoordinatorError::BadRequest(error.to_string()))?;
+    let online = node.cluster.online_view();
+    check_complete(node, online.len())?;
+    let remote = peers_named(node, &online);
+    let cheap = is_cheap(&query) && order.is_none();
+    let local_share = {
+        let (collection, online, order) = (collection.to_owned(), online.clone(), order.clone());
+        run_blocking(node, cheap, move |node| {
+            local::find(node, &collection, &query, order.as_ref(), limit, &online)
+        })
+    };
+    let mut documents = if remote.is_empty() {
+        local_share.await??
+    } else {
+        let request = InternalRequest::Find {
+            collection: collection.to_owned(),
+            query: read.query.clone(),
+            order: read.order.clone(),
+            limit,
+            online,
+        };
+        let (local, remote) = tokio::join!(local_share, call_all(remote, request));
+        let mut documents = local??;
+        for (name, reply) in remote {
+            match reply.map_err(peer_failure)? {
+                InternalReply::Documents(found) => documents.extend(found),
+                other => return Err(unexpected(name, other)),
+            }
+        }
+        if let Some(order) = &order {
+            order.sort(&mut documents);
+        }
+        if let Some(limit) = limit {
+            documents.truncate(limit);
+        }
+        documents
+    };
+    if let Some(fields) = &fields {
+        documents = documents.iter().map(|document| fields.project(document)).collect();
+    }
+    Ok(documents)
+}
+
+/// COUNT: the sum of what each online node reports.
+pub async fn count(node: &Arc<Node>, collection: &str, query_json: Option<Value>) -> Outcome<u64> {
+    let query = ReadOptions::with_query(query_json.clone())
+        .parse_query()
+        .map_err(|error| CoordinatorError::BadRequest(error.to_string()))?;
+    let online = node.cluster.online_view();
+    check_complete(node, online.len())?;
+    let remote = peers_named(node, &online);
+    let local_share = {
+        let (collection, online) = (collection.to_owned(), online.clone());
+        run_blocking(node, is_cheap(&query), move |node| {
+            local::count(node, &collection, &query, &online)
+        })
+    };
+    if remote.is_empty() {
+        return Ok(local_share.await??);
+    }
+    let request = InternalRequest::Count {
+        collection: collection.to_owned(),
+        query: query_json,
+        online,
+    };
+    let (local, remote) = tokio::join!(local_share, call_all(remote, request));
+    let mut total = local??;
+    for (name, reply) in remote {
+        match reply.map_err(peer_failure)? {
+            InternalReply::Count(count) => total += count,
+            other => return Err(unexpected(name, other)),
+        }
+    }
+    Ok(total)
+}
+
+/// POST: stores the document on min(R, n) randomly chosen nodes; replicas
+/// that miss it get repair records before the write is acknowledged.
+pub async fn post(node: &Arc<Node>, collection: &str, mut document: Map<String, Value>) -> Outcome<Value> {
+    let id_chosen_by_client = document.get("id").is_some_and(Value::is_string);
+    let id = match document.get("id") {
+        Some(Value::String(id)) => id.clone(),
+        _ => {
+            let id = uuid::Uuid::new_v4().to_string();
+            document.insert("id".into(), Value::String(id.clone()));
+            id
+        }
+    };
+    let document = Value::Object(document);
+    if node.cluster.is_alone() {
+        let replicas = vec![node.cluster.name().to_owned()];
+        node.store.insert(collection, document.clone(), replicas).await?;
+        return Ok(document);
+    }
+    // A client-chosen id may already live on nodes other than the chosen
+    // replicas: ask the whole cluster first. (Random UUIDs cannot collide.)
+    if id_chosen_by_client && count(node, collection, Some(json!({ "id": id }))).await? > 0 {
+        return Err(StorageError::DuplicateId {
+            collection: collection.to_owned(),
+            id,
+        }
+        .into());
+    }
+    let replicas = choose_replicas(&node.cluster.known_names(), node.cluster.replicas(), &mut OsRandom);
+    let mut stored_somewhere = false;
+    let mut missed = Vec::new();
+    let mut remote = Vec::new();
+    for replica in &replicas {
+        if replica == node.cluster.name() {
+            node.store.insert(collection, document.clone(), replicas.clone()).await?;
+            stored_somewhere = true;
+        } else {
+            match node.cluster.peer(replica).filter(|peer| peer.is_reachable()) {
+                Some(peer) => remote.push(peer),
+                None => missed.push(replica.clone()),
+            }
+        }
+    }
+    let request = InternalRequest::StoreReplica {
+        collection: collection.to_owned(),
+        document: document.clone(),
+        replicas: replicas.clone(),
+    };
+    for (name, reply) in call_all(remote, request).await {
+        match reply {
+            Ok(_) => stored_somewhere = true,
+            Err(PeerError::Failed { code: 121, message, .. }) => return Err(CoordinatorError::BadRequest(message)),
+            Err(error) => {
+                tracing::warn!(%error, replica = %name, "replica missed a POST; recording a repair");
+                missed.push(name);
+            }
+        }
+    }
+    if !stored_somewhere {
+        return Err(CoordinatorError::Unavailable(format!(
+            "none of the replicas {replicas:?} could store the document"
+        )));
+    }
+    let repairs = missed
+        .into_iter()
+        .map(|target| new_repair(target, collection, &id))
+        .collect();
+    record_repairs(node, repairs).await?;
+    Ok(document)
+}
+
+/// PUT, PATCH and DELETE: every reachable node changes its replicas; each
+/// changed document is reported once, by its primary replica. The caller
+/// holds the collection's lock.
+pub async fn update(
+    node: &Arc<Node>,
+    collection: &str,
+    query: Option<Value>,
+    change: Change,
+) -> Outcome<Vec<String>> {
+    let online = node.cluster.online_view();
+    if node.cluster.is_alone() {
+        let changed = local::update(node, collection, query, change, &online).await?;
+        return Ok(changed.into_iter().map(|changed| changed.id).collect());
+    }
+    let reachable = node.cluster.reachable_peers();
+    check_complete(node, reachable.len() + 1)?;
+    // Validate before anything changes anywhere.
+    ReadOptions::with_query(query.clone())
+        .parse_query()
+        .map_err(|error| CoordinatorError::BadRequest(error.to_string()))?;
+    let request = InternalRequest::Update {
+        collection: collection.to_owned(),
+        query: query.clone(),
+        change: change.clone(),
+        online: online.clone(),
+    };
+    let local_share = local::update(node, collection, query, change, &online);
+    let (local, remote) = tokio::join!(local_share, call_all(reachable, request));
+    let mut answered: BTreeSet<String> = BTreeSet::from([node.cluster.name().to_owned()]);
+    let mut reports: Vec<Vec<ChangedReplica>> = vec![local?];
+    let mut first_failure = None;
+    for (name, reply) in remote {
+        match reply {
+            Ok(InternalReply::Changed(changed)) => {
+                answered.insert(name);
+                reports.push(changed);
+            }
+            Ok(other) => first_failure = first_failure.or(Some(unexpected(name, other))),
+            Err(error) => {
+                tracing::warn!(%error, replica = %name, "replica missed a write; recording repairs");
+                first_failure = first_failure.or(Some(peer_failure(error)));
+            }
+        }
+    }
+    // Every replica of a changed document that did not answer missed the change.
+    let mut replicas_by_id: HashMap<&str, &[String]> = HashMap::new();
+    for changed in reports.iter().flatten() {
+        replicas_by_id.entry(&changed.id).or_insert(&changed.replicas);
+    }
+    let repairs: Vec<Repair> = replicas_by_id
+        .iter()
+        .flat_map(|(id, replicas)| {
+            replicas
+                .iter()
+                .filter(|replica| !answered.contains(*replica))
+                .map(|replica| new_repair(replica.clone(), collection, id))
+        })
+        .collect();
+    record_repairs(node, repairs).await?;
+    let ids = merge_changed_ids(reports.iter().map(|changed| {
+        changed
+            .iter()
+            .filter(|changed| changed.primary)
+            .map(|changed| changed.id.clone())
+            .collect::<Vec<_>>()
+    }));
+    match first_failure {
+        // Some node failed in a way that may hide changed documents.
+        Some(error) if check_complete(node, answered.len()).is_err() => Err(error),
+        _ => Ok(ids),
+    }
+}
+
+fn new_repair(target: String, collection: &str, document_id: &str) -> Repair {
+    Repair {
+        id: uuid::Uuid::new_v4().to_string(),
+        target,
+        collection: collection.to_owned(),
+        document_id: document_id.to_owned(),
+    }
+}
+
+/// Keeps repair records durably here and on one more node that is not
+/// their target, before the write they belong to is acknowledged.
+async fn record_repairs(node: &Arc<Node>, repairs: Vec<Repair>) -> Outcome<()> {
+    if repairs.is_empty() {
+        return Ok(());
+    }
+    let log = node.cluster.repair_log.clone();
+    let local_copy = repairs.clone();
+    tokio::task::spawn_blocking(move || log.add(&local_copy))
+        .await
+        .map_err(|error| CoordinatorError::Unavailable(error.to_string()))?
+        .map_err(|error| CoordinatorError::Unavailable(format!("cannot record repairs: {error}")))?;
+    let targets: BTreeSet<&str> = repairs.iter().map(|repair| repair.target.as_str()).collect();
+    let backup = node
+        .cluster
+        .reachable_peers()
+        .into_iter()
+        .find(|peer| !targets.contains(peer.name().as_str()));
+    if let Some(backup) = backup {
+        let request = InternalRequest::RecordRepairs { repairs };
+        if let Err(error) = backup.call(&request).await {
+            tracing::warn!(%error, "could not keep a second copy of repair records");
+        }
+    }
+    Ok(())
+}
+
+/// Delivers notify paths to this node's connections and to every reachable
+/// peer, which delivers them to its own: each connection gets each path once.
+pub fn publish(node: &Arc<Node>, paths: Vec<String>) {
+    if paths.is_empty() {
+        return;
+    }
+    for path in &paths {
+        node.notify.publish(path);
+    }
+    let peers = node.cluster.reachable_peers();
+    if peers.is_empty() {
+        return;
+    }
+    tokio::spawn(async move {
+        for (name, reply) in call_all(peers, InternalRequest::Publish { paths }).await {
+            if let Err(error) = reply {
+                tracing::warn!(%error, node = %name, "could not deliver notifications");
+            }
+        }
+    });
+}

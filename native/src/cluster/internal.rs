@@ -1,0 +1,151 @@
+//! Answers node-to-node requests.
+
+use std::sync::Arc;
+
+use canhazdb_core::internal::{InternalReply, InternalRequest};
+use canhazdb_core::message::ReadOptions;
+use canhazdb_core::query::{parse_limit, Order};
+use serde_json::Value;
+
+use super::local::{self, LocalError};
+use crate::server::node::Node;
+
+/// What an internal request failed with: BAD_REQUEST (121) or SERVER_ERROR (124).
+pub struct InternalFailure {
+    pub bad_request: bool,
+    pub message: String,
+}
+
+impl From<LocalError> for InternalFailure {
+    fn from(error: LocalError) -> Self {
+        match error {
+            LocalError::BadRequest(message) => InternalFailure {
+                bad_request: true,
+                message,
+            },
+            LocalError::Storage(error) => error.into(),
+        }
+    }
+}
+
+impl From<crate::storage::StorageError> for InternalFailure {
+    fn from(error: crate::storage::StorageError) -> Self {
+        use crate::storage::StorageError;
+        InternalFailure {
+            bad_request: matches!(error, StorageError::DuplicateId { .. } | StorageError::InvalidDocument(_)),
+            message: error.to_string(),
+        }
+    }
+}
+
+fn bad_request(message: impl ToString) -> InternalFailure {
+    InternalFailure {
+        bad_request: true,
+        message: message.to_string(),
+    }
+}
+
+fn server_error(message: impl ToString) -> InternalFailure {
+    InternalFailure {
+        bad_request: false,
+        message: message.to_string(),
+    }
+}
+
+pub async fn handle(node: &Arc<Node>, request: InternalRequest) -> Result<InternalReply, InternalFailure> {
+    let cluster = &node.cluster;
+    Ok(match request {
+        InternalRequest::Hello(hello) => {
+            cluster.learn(&hello);
+            if let Some(peer) = cluster.peer(&hello.member.name) {
+                peer.observe(hello.healthy, hello.raft_initialized);
+            }
+            InternalReply::Hello(node.hello())
+        }
+        InternalRequest::StoreReplica {
+            collection,
+            document,
+            replicas,
+        } => {
+            node.store.insert(&collection, document, replicas).await?;
+            InternalReply::Done
+        }
+        InternalRequest::Find {
+            collection,
+            query,
+            order,
+            limit,
+            online,
+        } => {
+            let query = ReadOptions::with_query(query).parse_query().map_err(bad_request)?;
+            let order = order.as_ref().map(Order::parse).transpose().map_err(bad_request)?;
+            let limit = limit
+                .map(|limit| parse_limit(&Value::from(limit)))
+                .transpose()
+                .map_err(bad_request)?;
+            let node = node.clone();
+            let documents = tokio::task::spawn_blocking(move || {
+                local::find(&node, &collection, &query, order.as_ref(), limit, &online)
+            })
+            .await
+            .map_err(server_error)??;
+            InternalReply::Documents(documents)
+        }
+        InternalRequest::Count {
+            collection,
+            query,
+            online,
+        } => {
+            let query = ReadOptions::with_query(query).parse_query().map_err(bad_request)?;
+            let node = node.clone();
+            let count = tokio::task::spawn_blocking(move || local::count(&node, &collection, &query, &online))
+                .await
+                .map_err(server_error)??;
+            InternalReply::Count(count)
+        }
+        InternalRequest::Update {
+            collection,
+            query,
+            change,
+            online,
+        } => InternalReply::Changed(local::update(node, &collection, query, change, &online).await?),
+        InternalRequest::Publish { paths } => {
+            for path in &paths {
+                node.notify.publish(path);
+            }
+            InternalReply::Done
+        }
+        InternalRequest::RecordRepairs { repairs } => {
+            let log = cluster.repair_log.clone();
+            tokio::task::spawn_blocking(move || log.add(&repairs))
+                .await
+                .map_err(server_error)?
+                .map_err(server_error)?;
+            InternalReply::Done
+        }
+        InternalRequest::FetchRepairs { target } => {
+            let log = cluster.repair_log.clone();
+            let repairs = tokio::task::spawn_blocking(move || log.for_target(&target))
+                .await
+                .map_err(server_error)?
+                .map_err(server_error)?;
+            InternalReply::Repairs(repairs)
+        }
+        InternalRequest::AckRepairs { target, ids } => {
+            let log = cluster.repair_log.clone();
+            tokio::task::spawn_blocking(move || log.remove(&target, &ids))
+                .await
+                .map_err(server_error)?
+                .map_err(server_error)?;
+            InternalReply::Done
+        }
+        InternalRequest::FetchDocument { collection, id } => {
+            InternalReply::Document(local::fetch(node, &collection, &id)?)
+        }
+        InternalRequest::JoinRaft { member } => {
+            node.join_raft(&member).await.map_err(server_error)?;
+            InternalReply::Done
+        }
+        InternalRequest::Raft(message) => InternalReply::Raft(node.handle_raft(message).await.map_err(server_error)?),
+    })
+}

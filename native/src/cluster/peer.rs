@@ -1,0 +1,168 @@
+//! A link to one other node: a lazily (re)connected client connection that
+//! carries internal requests, and what the last heartbeat said about the node.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use canhazdb_core::internal::{InternalReply, InternalRequest, Member, INTERNAL_COMMAND};
+
+use crate::client::Client;
+
+/// How long one internal request may take before the peer counts as failed.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Why an internal request to a peer failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PeerError {
+    #[error("node {0} is unreachable: {1}")]
+    Unreachable(String, String),
+    #[error("node {node} answered status {code}: {message}")]
+    Failed { node: String, code: u8, message: String },
+}
+
+/// One other node, as this node sees it.
+pub struct Peer {
+    /// Name and address. The name is empty for a `--join` address whose node
+    /// has not said who it is yet.
+    member: Mutex<Member>,
+    connection: tokio::sync::Mutex<Option<Client>>,
+    /// The last heartbeat was answered.
+    reachable: AtomicBool,
+    /// The node said it serves clients.
+    healthy: AtomicBool,
+    raft_initialized: AtomicBool,
+    last_answer: Mutex<Option<Instant>>,
+    /// When this node started to know the peer.
+    known_since: Instant,
+}
+
+impl Peer {
+    pub fn new(member: Member) -> Peer {
+        Peer {
+            member: Mutex::new(member),
+            connection: tokio::sync::Mutex::new(None),
+            reachable: AtomicBool::new(false),
+            healthy: AtomicBool::new(false),
+            raft_initialized: AtomicBool::new(false),
+            last_answer: Mutex::new(None),
+            known_since: Instant::now(),
+        }
+    }
+
+    pub fn member(&self) -> Member {
+        self.member.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn name(&self) -> String {
+        self.member().name
+    }
+
+    pub fn set_member(&self, member: Member) {
+        *self.member.lock().unwrap_or_else(|p| p.into_inner()) = member;
+    }
+
+    pub fn is_reachable(&self) -> bool {
+        self.reachable.load(Ordering::Acquire)
+    }
+
+    /// Reachable and healthy: its replicas may answer reads.
+    pub fn is_serving(&self) -> bool {
+        self.is_reachable() && self.healthy.load(Ordering::Acquire)
+    }
+
+    pub fn raft_initialized(&self) -> bool {
+        self.raft_initialized.load(Ordering::Acquire)
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connection
+            .try_lock()
+            .map(|connection| connection.as_ref().is_some_and(|client| !client.is_closed()))
+            .unwrap_or(true)
+    }
+
+    /// Records what a heartbeat answered.
+    pub fn observe(&self, healthy: bool, raft_initialized: bool) {
+        self.reachable.store(true, Ordering::Release);
+        self.healthy.store(healthy, Ordering::Release);
+        self.raft_initialized.store(raft_initialized, Ordering::Release);
+        *self.last_answer.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+    }
+
+    /// Marks the peer unreachable (its heartbeat or a request failed).
+    pub fn mark_unreachable(&self) {
+        self.reachable.store(false, Ordering::Release);
+        self.healthy.store(false, Ordering::Release);
+    }
+
+    /// Time since the peer last answered (or, if it never did, since this
+    /// node learned of it).
+    pub fn silent_for(&self) -> Duration {
+        self.last_answer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or(self.known_since)
+            .elapsed()
+    }
+
+    async fn client(&self) -> Result<Client, PeerError> {
+        let mut connection = self.connection.lock().await;
+        if let Some(client) = connection.as_ref().filter(|client| !client.is_closed()) {
+            return Ok(client.clone());
+        }
+        let member = self.member();
+        let unreachable = |reason: String| PeerError::Unreachable(member.address.clone(), reason);
+        let client = tokio::time::timeout(CONNECT_TIMEOUT, Client::connect(member.address.as_str()))
+            .await
+            .map_err(|_| unreachable("connect timed out".into()))?
+            .map_err(|error| unreachable(error.to_string()))?;
+        *connection = Some(client.clone());
+        Ok(client)
+    }
+
+    /// Sends an internal request and waits (bounded) for its reply.
+    pub async fn call(&self, request: &InternalRequest) -> Result<InternalReply, PeerError> {
+        self.call_with_timeout(request, CALL_TIMEOUT).await
+    }
+
+    pub async fn call_with_timeout(
+        &self,
+        request: &InternalRequest,
+        timeout: Duration,
+    ) -> Result<InternalReply, PeerError> {
+        let result = self.try_call(request, timeout).await;
+        if let Err(PeerError::Unreachable(..)) = &result {
+            self.mark_unreachable();
+            if let Some(client) = self.connection.lock().await.take() {
+                client.close().await;
+            }
+        }
+        result
+    }
+
+    async fn try_call(&self, request: &InternalRequest, timeout: Duration) -> Result<InternalReply, PeerError> {
+        let client = self.client().await?;
+        let address = self.member().address;
+        let reply = tokio::time::timeout(timeout, client.request_raw(INTERNAL_COMMAND, request.encode_payload()))
+            .await
+            .map_err(|_| PeerError::Unreachable(address.clone(), "request timed out".into()))?
+            .map_err(|error| PeerError::Unreachable(address.clone(), error.to_string()))?;
+        let (code, reply) = reply;
+        InternalReply::from_reply(code, reply).map_err(|(code, message)| PeerError::Failed {
+            node: self.name(),
+            code,
+            message,
+        })
+    }
+
+    /// Drops the connection (the peer left, or the node shuts down).
+    pub async fn disconnect(&self) {
+        if let Some(client) = self.connection.lock().await.take() {
+            client.close().await;
+        }
+        self.mark_unreachable();
+    }
+}

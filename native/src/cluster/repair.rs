@@ -1,0 +1,138 @@
+//! A returning node applies the writes it missed before it serves.
+//!
+//! Repair records name a document, not a write: applying one makes this
+//! node's copy equal to what the other replicas hold now (or removes it when
+//! they all say it is gone). That is idempotent and independent of order, and
+//! it runs under the collection's cluster-wide lock, so no PUT, PATCH or
+//! DELETE can change the document halfway through.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use canhazdb_core::internal::{InternalReply, InternalRequest, Repair};
+
+use super::local;
+use super::RepairState;
+use crate::server::locks::{LockGuard, LockOwner};
+use crate::server::node::Node;
+
+/// One repair round: fetch this node's records from every reachable peer,
+/// apply them, acknowledge them. Updates the node's repair state.
+pub async fn run_round(node: &Arc<Node>) {
+    let cluster = &node.cluster;
+    let peers = cluster.reachable_peers();
+    if !canhazdb_core::health::has_majority(cluster.known_names().len(), peers.len() + 1) {
+        return; // Unhealthy anyway; records may sit on nodes out of reach.
+    }
+    let me = cluster.name().to_owned();
+    let mut records: BTreeMap<String, Repair> = BTreeMap::new();
+    let mut holders: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for peer in &peers {
+        let request = InternalRequest::FetchRepairs { target: me.clone() };
+        match peer.call(&request).await {
+            Ok(InternalReply::Repairs(repairs)) => {
+                for repair in repairs {
+                    holders.entry(peer.name()).or_default().push(repair.id.clone());
+                    records.insert(repair.id.clone(), repair);
+                }
+            }
+            _ => return, // Try again next round: a holder may be among them.
+        }
+    }
+    if records.is_empty() {
+        cluster.set_repair_state(RepairState {
+            checked: true,
+            pending: 0,
+        });
+        return;
+    }
+    cluster.set_repair_state(RepairState {
+        checked: cluster.repair_state().checked,
+        pending: records.len(),
+    });
+    tracing::info!(count = records.len(), "applying repairs");
+    let mut by_collection: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for repair in records.values() {
+        by_collection
+            .entry(repair.collection.clone())
+            .or_default()
+            .insert(repair.document_id.clone());
+    }
+    let mut repaired_documents: BTreeSet<(String, String)> = BTreeSet::new();
+    for (collection, documents) in by_collection {
+        let owner = LockOwner {
+            origin: me.clone(),
+            connection: 0,
+        };
+        let Ok(entry) = node.locks.lock(&collection, &owner).await else {
+            continue;
+        };
+        let _guard = LockGuard::new(node.locks.clone(), entry);
+        for document_id in documents {
+            if repair_document(node, &collection, &document_id).await {
+                repaired_documents.insert((collection.clone(), document_id));
+            }
+        }
+    }
+    let applied: BTreeSet<&String> = records
+        .values()
+        .filter(|repair| repaired_documents.contains(&(repair.collection.clone(), repair.document_id.clone())))
+        .map(|repair| &repair.id)
+        .collect();
+    for peer in &peers {
+        let ids: Vec<String> = holders
+            .get(&peer.name())
+            .into_iter()
+            .flatten()
+            .filter(|id| applied.contains(id))
+            .cloned()
+            .collect();
+        if !ids.is_empty() {
+            let request = InternalRequest::AckRepairs {
+                target: me.clone(),
+                ids,
+            };
+            if let Err(error) = peer.call(&request).await {
+                tracing::warn!(%error, "could not acknowledge repairs; they will be applied again");
+            }
+        }
+    }
+    let pending = records.len() - applied.len();
+    cluster.set_repair_state(RepairState {
+        checked: pending == 0 || cluster.repair_state().checked,
+        pending,
+    });
+}
+
+/// Makes this node's copy of one document match the other replicas. Returns
+/// whether that could be settled.
+async fn repair_document(node: &Arc<Node>, collection: &str, document_id: &str) -> bool {
+    let request = InternalRequest::FetchDocument {
+        collection: collection.to_owned(),
+        id: document_id.to_owned(),
+    };
+    let peers = node.cluster.reachable_peers();
+    let mut everyone_answered = true;
+    let mut copy = None;
+    for peer in peers {
+        match peer.call(&request).await {
+            Ok(InternalReply::Document(Some(found))) => {
+                copy = Some(found);
+                break;
+            }
+            Ok(InternalReply::Document(None)) => {}
+            _ => everyone_answered = false,
+        }
+    }
+    if copy.is_none() && !everyone_answered {
+        // The only copies may be on a node that did not answer: keep the record.
+        return false;
+    }
+    match local::overwrite(node, collection, document_id, copy).await {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::error!(%error, collection, document_id, "could not apply a repair");
+            false
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! Answers one request frame (spec section 3). Every request gets exactly
+//! one reply frame carrying its id. Client commands are coordinated across
+//! the cluster ([`crate::cluster::coordinator`]); node-to-node requests go to
+//! [`crate::cluster::internal`].
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use canhazdb_core::frame::Frame;
+use canhazdb_core::internal::{Change, InternalRequest, INTERNAL_COMMAND};
+use canhazdb_core::message::{CollectionId, LockOptions, MessageError, Origin, ReadOptions, Reply, Request};
+use canhazdb_core::notify::{notify_path, Method};
+use canhazdb_core::protocol::{Code, Command, LockStrategy, Status};
+use serde_json::Value;
+
+use super::locks::{LockFailure, LockGuard, LockOwner};
+use super::node::Node;
+use super::session::SessionContext;
+use super::system;
+use crate::cluster::coordinator::{self, CoordinatorError};
+use crate::cluster::internal;
+use crate::storage::StorageError;
+
+/// A failed request: the status and message of its reply.
+struct Failure(Status, Option<String>);
+
+impl Failure {
+    fn bad_request(message: impl ToString) -> Self {
+        Failure(Status::BadRequest, Some(message.to_string()))
+    }
+
+    fn server_error(message: impl ToString) -> Self {
+        Failure(Status::ServerError, Some(message.to_string()))
+    }
+}
+
+impl From<MessageError> for Failure {
+    fn from(error: MessageError) -> Self {
+        Failure::bad_request(error)
+    }
+}
+
+impl From<StorageError> for Failure {
+    fn from(error: StorageError) -> Self {
+        match error {
+            StorageError::DuplicateId { .. } | StorageError::InvalidDocument(_) => Failure::bad_request(error),
+            other => {
+                tracing::error!(error = %other, "storage failed");
+                Failure::server_error(other)
+            }
+        }
+    }
+}
+
+impl From<CoordinatorError> for Failure {
+    fn from(error: CoordinatorError) -> Self {
+        match error {
+            CoordinatorError::BadRequest(message) => Failure::bad_request(message),
+            CoordinatorError::Unavailable(message) => Failure::server_error(message),
+            CoordinatorError::Storage(error) => error.into(),
+        }
+    }
+}
+
+impl From<LockFailure> for Failure {
+    fn from(error: LockFailure) -> Self {
+        Failure::server_error(error)
+    }
+}
+
+type Outcome = Result<Reply, Failure>;
+
+/// The reply frame for `frame`.
+pub async fn handle(node: &Arc<Node>, session: &SessionContext, frame: Frame) -> Bytes {
+    let reply = match answer(node, session, &frame).await {
+        Ok(reply) => reply,
+        Err(Failure(status, Some(message))) => Reply::error(status, message),
+        Err(Failure(status, None)) => Reply::new(status),
+    };
+    let status = reply.status.unwrap_or(Status::ServerError);
+    Frame::new(frame.id, status.as_u8(), reply.encode_payload()).to_bytes()
+}
+
+async fn answer(node: &Arc<Node>, session: &SessionContext, frame: &Frame) -> Outcome {
+    if frame.command == INTERNAL_COMMAND {
+        return answer_internal(node, &frame.payload).await;
+    }
+    let command = match Code::from(frame.command) {
+        Code::Command(command) if !matches!(command, Command::Notify | Command::Ready) => command,
+        _ => return Err(Failure(Status::NotFound, None)),
+    };
+    let envelope = Request::decode(command, &frame.payload)?;
+    let is_info = matches!(envelope.request, Request::Info);
+    if envelope.origin == Origin::External && !is_info && !node.health().is_healthy() {
+        return Err(Failure(Status::ServerUnhealthy, None));
+    }
+    match envelope.request {
+        Request::Info => Ok(info(node)),
+        Request::Get { collection, read } => get(node, &collection, &read).await,
+        Request::Count { collection, query } => count(node, &collection, query).await,
+        Request::Post {
+            collection,
+            document,
+            lock,
+        } => {
+            respect_lock(node, &collection, &lock).await?;
+            let document = coordinator::post(node, collection.as_str(), document).await?;
+            let id = document.get("id").and_then(Value::as_str).unwrap_or_default();
+            coordinator::publish(node, vec![notify_path(Method::Post, collection.as_str(), id)]);
+            Ok(Reply::with_data(Status::Created, document))
+        }
+        Request::Put {
+            collection,
+            document,
+            query,
+            lock,
+        } => update(node, &collection, query, &lock, Change::Replace(document)).await,
+        Request::Patch {
+            collection,
+            patch,
+            query,
+            lock,
+        } => update(node, &collection, query, &lock, Change::Merge(patch)).await,
+        Request::Delete { collection, query, lock } => update(node, &collection, query, &lock, Change::Delete).await,
+        Request::Lock { key } => lock(node, session, &key).await,
+        Request::Unlock { lock_id } => match node.locks.unlock(&lock_id, &session.owner).await {
+            Ok(()) => Ok(Reply::with_lock_id(lock_id)),
+            Err(LockFailure::Table(_)) => Err(Failure(
+                Status::NotFound,
+                Some(format!("this connection holds no lock {lock_id:?}")),
+            )),
+            Err(other) => Err(other.into()),
+        },
+        Request::NotifyOn { pattern } => {
+            node.notify
+                .register(session.connection, &pattern, &session.outlet)
+                .map_err(Failure::bad_request)?;
+            Ok(Reply::new(Status::Ok))
+        }
+        Request::NotifyOff { pattern } => {
+            node.notify.unregister(session.connection, &pattern);
+            Ok(Reply::new(Status::Ok))
+        }
+    }
+}
+
+async fn answer_internal(node: &Arc<Node>, payload: &[u8]) -> Outcome {
+    let Some(request) = InternalRequest::decode_payload(payload)? else {
+        return Err(Failure(Status::NotFound, None));
+    };
+    match internal::handle(node, request).await {
+        Ok(reply) => Ok(reply.into_reply()),
+        Err(failure) if failure.bad_request => Err(Failure::bad_request(failure.message)),
+        Err(failure) => Err(Failure::server_error(failure.message)),
+    }
+}
+
+fn info(node: &Node) -> Reply {
+    let nodes: Vec<Value> = node
+        .cluster
+        .node_views(node.health().is_healthy())
+        .into_iter()
+        .map(|view| {
+            let (host, port) = super::node::split_address(&view.member.address);
+            serde_json::json!({"host": host, "port": port})
+        })
+        .collect();
+    let data = serde_json::json!({
+        "nodeName": node.name,
+        "status": node.status_text(),
+        "nodes": nodes,
+    });
+    Reply::with_data(Status::Ok, data)
+}
+
+async fn get(node: &Arc<Node>, collection: &CollectionId, read: &ReadOptions) -> Outcome {
+    if collection.is_system() {
+        let selection = read.parse()?;
+        let documents = system::documents(node, collection.as_str())?.unwrap_or_default();
+        return Ok(Reply::with_data(
+            Status::Ok,
+            Value::Array(system::select(documents, &selection)),
+        ));
+    }
+    let documents = coordinator::get(node, collection.as_str(), read).await?;
+    Ok(Reply::with_data(Status::Ok, Value::Array(documents)))
+}
+
+async fn count(node: &Arc<Node>, collection: &CollectionId, query: Option<Value>) -> Outcome {
+    if collection.is_system() {
+        let query = ReadOptions::with_query(query).parse_query()?;
+        let documents = system::documents(node, collection.as_str())?.unwrap_or_default();
+        let count = documents.iter().filter(|d| query.matches(d)).count();
+        return Ok(Reply::with_data(Status::Ok, Value::from(count)));
+    }
+    let count = coordinator::count(node, collection.as_str(), query).await?;
+    Ok(Reply::with_data(Status::Ok, Value::from(count)))
+}
+
+/// Waits (or fails, with LOCK_STRATEGY_FAIL) while someone else holds the
+/// collection's lock.
+async fn respect_lock(node: &Node, collection: &CollectionId, lock: &LockOptions) -> Result<(), Failure> {
+    let lock_id = lock.lock_id.as_deref();
+    if node.locks.permits_write(collection.as_str(), lock_id) {
+        return Ok(());
+    }
+    match lock.strategy {
+        LockStrategy::Fail => Err(locked(collection)),
+        LockStrategy::Wait => {
+            node.locks.wait_until_writable(collection.as_str(), lock_id).await;
+            Ok(())
+        }
+    }
+}
+
+fn locked(collection: &CollectionId) -> Failure {
+    Failure(Status::Locked, Some(format!("collection {collection:?} is locked")))
+}
+
+/// PUT, PATCH and DELETE: each takes the collection's lock for its own
+/// duration unless it carries the holder's id.
+async fn update(
+    node: &Arc<Node>,
+    collection: &CollectionId,
+    query: Option<Value>,
+    lock: &LockOptions,
+    change: Change,
+) -> Outcome {
+    // Validate before waiting for a lock.
+    ReadOptions::with_query(query.clone()).parse_query()?;
+    let key = collection.as_str();
+    let _guard = if node.locks.is_held_by(key, lock.lock_id.as_deref()) {
+        None
+    } else {
+        let owner = LockOwner {
+            origin: node.name.clone(),
+            // Connection 0 is never a client's: this lock belongs to the write itself.
+            connection: 0,
+        };
+        let entry = match lock.strategy {
+            LockStrategy::Fail => node.locks.try_lock(key, &owner).await?.ok_or_else(|| locked(collection))?,
+            LockStrategy::Wait => node.locks.lock(key, &owner).await?,
+        };
+        Some(LockGuard::new(node.locks.clone(), entry))
+    };
+    let method = match change {
+        Change::Replace(_) => Method::Put,
+        Change::Merge(_) => Method::Patch,
+        Change::Delete => Method::Delete,
+    };
+    let ids = coordinator::update(node, key, query, change).await?;
+    coordinator::publish(node, ids.iter().map(|id| notify_path(method, key, id)).collect());
+    Ok(Reply::with_data(
+        Status::Ok,
+        Value::Array(ids.into_iter().map(Value::String).collect()),
+    ))
+}
+
+async fn lock(node: &Node, session: &SessionContext, key: &str) -> Outcome {
+    if session.outlet.close.is_cancelled() {
+        return Err(Failure(Status::ServerClosed, None));
+    }
+    let entry = node
+        .locks
+        .lock(key, &session.owner)
+        .await
+        .map_err(|error| Failure(Status::ServerClosed, Some(error.to_string())))?;
+    if session.outlet.close.is_cancelled() {
+        // The connection closed while this LOCK waited: nobody could unlock it.
+        let _ = node.locks.release(&entry.id).await;
+        return Err(Failure(Status::ServerClosed, None));
+    }
+    Ok(Reply::with_lock_id(entry.id))
+}

@@ -1,0 +1,417 @@
+//! Cluster-wide locks, seen from one node.
+//!
+//! The state is the core [`LockTable`]; every change to it is a
+//! [`LockCommand`] that goes through a [`LockLog`] before it is applied with
+//! [`LockManager::apply`]. Applying is deterministic, so every node that
+//! applies the same commands in the same order holds the same table. On a
+//! single node the log applies at once ([`LocalLockLog`]); a cluster backs the
+//! same seam with a Raft log. Waiting for grants and releases happens here,
+//! driven by what each node applies, so it works the same on both.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, Weak};
+
+use canhazdb_core::lock::{LockEntry, LockError, LockTable};
+use tokio::sync::{oneshot, Notify};
+
+/// A change to the lock table.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum LockCommand {
+    /// Queue a lock; granted when it reaches the head of its key's queue.
+    Acquire(LockEntry),
+    /// Take a lock only if nobody holds or waits for its key (LOCK_STRATEGY_FAIL).
+    AcquireIfFree(LockEntry),
+    Release {
+        lock_id: String,
+    },
+    /// UNLOCK: release only if that connection owns the lock.
+    ReleaseIfHeldBy {
+        lock_id: String,
+        origin: String,
+        connection: u64,
+    },
+    ReleaseConnection {
+        origin: String,
+        connection: u64,
+    },
+    ReleaseOrigin {
+        origin: String,
+    },
+}
+
+/// What applying a command answered; the same on every node.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum LockResponse {
+    Done,
+    /// `AcquireIfFree` found the key taken.
+    Busy,
+    Failed(LockError),
+}
+
+/// A boxed future, so that [`LockLog`] can be a trait object.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where lock commands are ordered before every node applies them.
+pub trait LockLog: Send + Sync {
+    /// Orders `command` and resolves with the response of applying it, once
+    /// it is committed (and, on this node, applied or about to be).
+    fn submit(&self, command: LockCommand) -> BoxFuture<'_, Result<LockResponse, LogError>>;
+}
+
+/// The log could not order a command (no leader, no majority, shutdown).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("lock log unavailable: {0}")]
+pub struct LogError(pub String);
+
+/// A single node's log: commands apply immediately.
+pub struct LocalLockLog {
+    manager: Weak<LockManager>,
+}
+
+impl LockLog for LocalLockLog {
+    fn submit(&self, command: LockCommand) -> BoxFuture<'_, Result<LockResponse, LogError>> {
+        let response = match self.manager.upgrade() {
+            Some(manager) => Ok(manager.apply(command)),
+            None => Err(LogError("the node is shutting down".into())),
+        };
+        Box::pin(std::future::ready(response))
+    }
+}
+
+/// Who owns a lock: a connection on a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockOwner {
+    pub origin: String,
+    pub connection: u64,
+}
+
+struct State {
+    table: LockTable,
+    /// Waiters for a lock id to be granted.
+    grant_waiters: HashMap<String, oneshot::Sender<()>>,
+}
+
+/// The lock table plus the machinery to wait for grants and releases.
+pub struct LockManager {
+    state: Mutex<State>,
+    /// Woken whenever any lock is released, for writes waiting for a key to be free.
+    released: Notify,
+    log: std::sync::OnceLock<Box<dyn LockLog>>,
+}
+
+/// Why a lock operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LockFailure {
+    #[error("the lock request was withdrawn before it was granted")]
+    Withdrawn,
+    #[error(transparent)]
+    Table(#[from] LockError),
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+impl LockManager {
+    /// A lock manager whose commands go through the log that `make_log`
+    /// builds (it gets a weak handle to apply committed commands with).
+    pub fn new(make_log: impl FnOnce(Weak<LockManager>) -> Box<dyn LockLog>) -> Arc<Self> {
+        let manager = Arc::new(LockManager {
+            state: Mutex::new(State {
+                table: LockTable::default(),
+                grant_waiters: HashMap::new(),
+            }),
+            released: Notify::new(),
+            log: std::sync::OnceLock::new(),
+        });
+        let log = make_log(Arc::downgrade(&manager));
+        let _ = manager.log.set(log);
+        manager
+    }
+
+    /// A single node's lock manager.
+    pub fn local() -> Arc<Self> {
+        LockManager::new(|manager| Box::new(LocalLockLog { manager }))
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // Every LockTable method is all-or-nothing, so a panic elsewhere
+        // cannot leave the table half-changed: poisoning is ignored.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    async fn submit(&self, command: LockCommand) -> Result<LockResponse, LogError> {
+        match self.log.get() {
+            Some(log) => log.submit(command).await,
+            None => Err(LogError("lock log not ready".into())),
+        }
+    }
+
+    /// Applies a committed command: the one place the table changes.
+    pub fn apply(&self, command: LockCommand) -> LockResponse {
+        let mut state = self.state();
+        let result = match command {
+            LockCommand::Acquire(entry) => state.table.acquire(entry).map(|granted| (granted, false)),
+            LockCommand::AcquireIfFree(entry) => {
+                if state.table.queue(&entry.key).next().is_some() {
+                    return LockResponse::Busy;
+                }
+                state.table.acquire(entry).map(|granted| (granted, false))
+            }
+            LockCommand::Release { lock_id } => state.table.release(&lock_id).map(|granted| (granted, true)),
+            LockCommand::ReleaseIfHeldBy {
+                lock_id,
+                origin,
+                connection,
+            } => state
+                .table
+                .release_if_held_by(&lock_id, &origin, connection)
+                .map(|granted| (granted, true)),
+            LockCommand::ReleaseConnection { origin, connection } => {
+                Ok((state.table.release_connection(&origin, connection), true))
+            }
+            LockCommand::ReleaseOrigin { origin } => Ok((state.table.release_origin(&origin), true)),
+        };
+        let (granted, released) = match result {
+            Ok(outcome) => outcome,
+            Err(error) => return LockResponse::Failed(error),
+        };
+        // A waiter whose entry vanished without a grant sees its sender dropped.
+        let State { table, grant_waiters } = &mut *state;
+        grant_waiters.retain(|id, _| table.get(id).is_some());
+        for entry in granted {
+            if let Some(waiter) = grant_waiters.remove(&entry.id) {
+                let _ = waiter.send(());
+            }
+        }
+        drop(state);
+        if released {
+            self.released.notify_waiters();
+        }
+        LockResponse::Done
+    }
+
+    /// Replaces the whole table (a Raft snapshot was installed).
+    pub fn restore(&self, table: LockTable) {
+        let mut state = self.state();
+        state.table = table;
+        let State { table, grant_waiters } = &mut *state;
+        grant_waiters.retain(|id, _| table.get(id).is_some());
+        let granted: Vec<String> = grant_waiters
+            .keys()
+            .filter(|id| table.is_granted(id))
+            .cloned()
+            .collect();
+        for id in granted {
+            if let Some(waiter) = grant_waiters.remove(&id) {
+                let _ = waiter.send(());
+            }
+        }
+        drop(state);
+        self.released.notify_waiters();
+    }
+
+    /// A copy of the table (for Raft snapshots).
+    pub fn table(&self) -> LockTable {
+        self.state().table.clone()
+    }
+
+    /// Queues a lock on `key` and waits until it is granted.
+    pub async fn lock(&self, key: &str, owner: &LockOwner) -> Result<LockEntry, LockFailure> {
+        let entry = new_entry(key, owner);
+        let (sender, receiver) = oneshot::channel();
+        self.state().grant_waiters.insert(entry.id.clone(), sender);
+        let response = self.submit(LockCommand::Acquire(entry.clone())).await;
+        let failure = match response {
+            Ok(LockResponse::Done) => None,
+            Ok(LockResponse::Failed(error)) => Some(LockFailure::Table(error)),
+            Ok(LockResponse::Busy) => Some(LockFailure::Withdrawn),
+            Err(error) => Some(LockFailure::Log(error)),
+        };
+        if let Some(failure) = failure {
+            self.state().grant_waiters.remove(&entry.id);
+            return Err(failure);
+        }
+        match receiver.await {
+            Ok(()) => Ok(entry),
+            Err(_) => {
+                // Dropped: the entry vanished, or it was granted while this
+                // node installed a snapshot.
+                if self.state().table.is_granted(&entry.id) {
+                    Ok(entry)
+                } else {
+                    Err(LockFailure::Withdrawn)
+                }
+            }
+        }
+    }
+
+    /// Takes the lock on `key` only if nobody holds or waits for it.
+    pub async fn try_lock(&self, key: &str, owner: &LockOwner) -> Result<Option<LockEntry>, LockFailure> {
+        let entry = new_entry(key, owner);
+        match self.submit(LockCommand::AcquireIfFree(entry.clone())).await? {
+            LockResponse::Done => Ok(Some(entry)),
+            LockResponse::Busy => Ok(None),
+            LockResponse::Failed(error) => Err(error.into()),
+        }
+    }
+
+    /// Releases a lock (granted or queued) by id.
+    pub async fn release(&self, lock_id: &str) -> Result<(), LockFailure> {
+        let command = LockCommand::Release {
+            lock_id: lock_id.to_owned(),
+        };
+        expect_done(self.submit(command).await?)
+    }
+
+    /// UNLOCK: releases `lock_id` if `owner` holds (or queued) it.
+    pub async fn unlock(&self, lock_id: &str, owner: &LockOwner) -> Result<(), LockFailure> {
+        let command = LockCommand::ReleaseIfHeldBy {
+            lock_id: lock_id.to_owned(),
+            origin: owner.origin.clone(),
+            connection: owner.connection,
+        };
+        expect_done(self.submit(command).await?)
+    }
+
+    /// Releases every lock of a closed connection.
+    pub async fn release_connection(&self, owner: &LockOwner) -> Result<(), LockFailure> {
+        let command = LockCommand::ReleaseConnection {
+            origin: owner.origin.clone(),
+            connection: owner.connection,
+        };
+        expect_done(self.submit(command).await?)
+    }
+
+    /// Releases every lock of a node that left the cluster.
+    pub async fn release_origin(&self, origin: &str) -> Result<(), LockFailure> {
+        let command = LockCommand::ReleaseOrigin {
+            origin: origin.to_owned(),
+        };
+        expect_done(self.submit(command).await?)
+    }
+
+    /// Whether a write carrying `lock_id` may touch `key` now.
+    pub fn permits_write(&self, key: &str, lock_id: Option<&str>) -> bool {
+        self.state().table.permits_write(key, lock_id)
+    }
+
+    /// Whether `lock_id` is the id of the lock currently held on `key`.
+    pub fn is_held_by(&self, key: &str, lock_id: Option<&str>) -> bool {
+        let state = self.state();
+        let holder = state.table.holder(key).map(|entry| entry.id.as_str());
+        holder.is_some() && holder == lock_id
+    }
+
+    /// Waits until a write carrying `lock_id` may touch `key`.
+    pub async fn wait_until_writable(&self, key: &str, lock_id: Option<&str>) {
+        loop {
+            let released = self.released.notified();
+            if self.permits_write(key, lock_id) {
+                return;
+            }
+            released.await;
+        }
+    }
+
+    /// Every held or queued lock, for system.locks.
+    pub fn entries(&self) -> Vec<LockEntry> {
+        self.state().table.entries().cloned().collect()
+    }
+}
+
+fn expect_done(response: LockResponse) -> Result<(), LockFailure> {
+    match response {
+        LockResponse::Done => Ok(()),
+        LockResponse::Busy => Err(LockFailure::Withdrawn),
+        LockResponse::Failed(error) => Err(error.into()),
+    }
+}
+
+fn new_entry(key: &str, owner: &LockOwner) -> LockEntry {
+    LockEntry {
+        id: uuid::Uuid::new_v4().to_string(),
+        key: key.to_owned(),
+        origin: owner.origin.clone(),
+        connection: owner.connection,
+    }
+}
+
+/// Releases a lock when dropped: the lock a PUT/PATCH/DELETE takes for its
+/// own duration must be freed however the write ends (even if its task is
+/// cancelled), so the release runs as a task of its own.
+pub struct LockGuard {
+    manager: Arc<LockManager>,
+    lock_id: Option<String>,
+}
+
+impl LockGuard {
+    pub fn new(manager: Arc<LockManager>, entry: LockEntry) -> Self {
+        LockGuard {
+            manager,
+            lock_id: Some(entry.id),
+        }
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        if let Some(lock_id) = self.lock_id.take() {
+            let manager = self.manager.clone();
+            tokio::spawn(async move {
+                if let Err(error) = manager.release(&lock_id).await {
+                    tracing::warn!(%error, lock_id, "could not release a write's lock");
+                }
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owner(connection: u64) -> LockOwner {
+        LockOwner {
+            origin: "n1".into(),
+            connection,
+        }
+    }
+
+    #[tokio::test]
+    async fn waiting_locks_are_granted_in_order() {
+        let locks = LockManager::local();
+        let first = locks.lock("t", &owner(1)).await.unwrap();
+        let waiting = {
+            let locks = locks.clone();
+            tokio::spawn(async move { locks.lock("t", &owner(2)).await })
+        };
+        tokio::task::yield_now().await;
+        assert!(locks.try_lock("t", &owner(3)).await.unwrap().is_none());
+        locks.unlock(&first.id, &owner(1)).await.unwrap();
+        let second = waiting.await.unwrap().unwrap();
+        assert!(locks.is_held_by("t", Some(&second.id)));
+    }
+
+    #[tokio::test]
+    async fn closing_a_connection_withdraws_its_queued_lock() {
+        let locks = LockManager::local();
+        locks.lock("t", &owner(1)).await.unwrap();
+        let waiting = {
+            let locks = locks.clone();
+            tokio::spawn(async move { locks.lock("t", &owner(2)).await })
+        };
+        tokio::task::yield_now().await;
+        locks.release_connection(&owner(2)).await.unwrap();
+        assert!(matches!(waiting.await.unwrap(), Err(LockFailure::Withdrawn)));
+    }
+
+    #[tokio::test]
+    async fn unlock_by_another_connection_is_refused() {
+        let locks = LockManager::local();
+        let held = locks.lock("t", &owner(1)).await.unwrap();
+        assert!(locks.unlock(&held.id, &owner(2)).await.is_err());
+        assert!(locks.unlock(&held.id, &owner(1)).await.is_ok());
+        assert!(locks.permits_write("t", None));
+    }
+}

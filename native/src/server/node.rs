@@ -1,0 +1,98 @@
+//! Everything a node shares between its connections.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use canhazdb_core::health::Health;
+use canhazdb_core::internal::{Hello, Member};
+use tokio_util::task::TaskTracker;
+
+use super::locks::LockManager;
+use super::notify::NotifyHub;
+use super::session::ConnectionId;
+use crate::cluster::Cluster;
+use crate::storage::Store;
+
+/// One node's state.
+pub struct Node {
+    pub name: String,
+    /// The host INFO reports for this node.
+    pub advertised_host: String,
+    pub port: u16,
+    pub store: Store,
+    pub cluster: Cluster,
+    pub locks: Arc<LockManager>,
+    pub notify: NotifyHub,
+    pub max_frame_bytes: usize,
+    /// Requests in flight per connection before the reader stops reading.
+    pub max_in_flight: usize,
+    /// Every task that must finish before storage closes.
+    pub tasks: TaskTracker,
+    next_connection: AtomicU64,
+}
+
+impl Node {
+    pub fn new(cluster: Cluster, store: Store, locks: Arc<LockManager>, max_frame_bytes: usize) -> Self {
+        let member = cluster.me().clone();
+        let (host, port) = split_address(&member.address);
+        Node {
+            name: member.name,
+            advertised_host: host,
+            port,
+            store,
+            cluster,
+            locks,
+            notify: NotifyHub::default(),
+            max_frame_bytes,
+            max_in_flight: 256,
+            tasks: TaskTracker::new(),
+            next_connection: AtomicU64::new(1),
+        }
+    }
+
+    pub fn next_connection_id(&self) -> ConnectionId {
+        self.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Healthy while it sees a majority of the known nodes and has nothing
+    /// of its own to repair.
+    pub fn health(&self) -> Health {
+        self.cluster.health()
+    }
+
+    /// `status` in INFO and system.nodes.
+    pub fn status_text(&self) -> &'static str {
+        status_text(self.health().is_healthy())
+    }
+
+    /// What this node tells its peers.
+    pub fn hello(&self) -> Hello {
+        self.cluster.hello(self.raft_initialized())
+    }
+}
+
+/// `healthy` / `unhealthy`, as INFO and system.nodes show it.
+pub fn status_text(healthy: bool) -> &'static str {
+    if healthy {
+        "healthy"
+    } else {
+        "unhealthy"
+    }
+}
+
+/// `host:port` → (host, port); a malformed address gives port 0.
+pub fn split_address(address: &str) -> (String, u16) {
+    match address.rsplit_once(':') {
+        Some((host, port)) => (host.trim_matches(['[', ']']).to_owned(), port.parse().unwrap_or(0)),
+        None => (address.to_owned(), 0),
+    }
+}
+
+/// The member record for a node listening on `host:port`.
+pub fn member(name: &str, host: &str, port: u16) -> Member {
+    let host = if host.contains(':') { format!("[{host}]") } else { host.to_owned() };
+    Member {
+        name: name.to_owned(),
+        address: format!("{host}:{port}"),
+    }
+}

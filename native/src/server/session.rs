@@ -1,0 +1,100 @@
+//! One client connection, independent of its transport (TCP or WebSocket):
+//! READY on open, requests handled concurrently up to a bound, replies and
+//! pushes through one outgoing queue, and cleanup on close.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use canhazdb_core::frame::{Frame, FrameError};
+use canhazdb_core::message::Reply;
+use canhazdb_core::protocol::{Command, Status, PUSH_ID};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use super::handler;
+use super::locks::LockOwner;
+use super::node::Node;
+use super::notify::Outlet;
+
+/// A node-local connection number.
+pub type ConnectionId = u64;
+
+/// Frames waiting to be written per connection; a full queue slows replies
+/// (backpressure) and closes a connection that does not read its pushes.
+pub const OUTGOING_QUEUE_FRAMES: usize = 4096;
+
+/// What a request handler knows about its connection.
+pub struct SessionContext {
+    pub connection: ConnectionId,
+    pub outlet: Outlet,
+    pub owner: LockOwner,
+}
+
+/// A live connection.
+pub struct Session {
+    node: Arc<Node>,
+    context: Arc<SessionContext>,
+    permits: Arc<Semaphore>,
+}
+
+impl Session {
+    /// Opens a session; returns it and the receiver of its outgoing frames,
+    /// which the transport writes in order. `close` is cancelled when the
+    /// session must end (server shutdown or a slow consumer).
+    pub fn open(node: Arc<Node>, close: CancellationToken) -> (Session, mpsc::Receiver<Bytes>) {
+        let (sender, receiver) = mpsc::channel(OUTGOING_QUEUE_FRAMES);
+        let connection = node.next_connection_id();
+        let context = Arc::new(SessionContext {
+            connection,
+            outlet: Outlet { frames: sender, close },
+            owner: LockOwner {
+                origin: node.name.clone(),
+                connection,
+            },
+        });
+        if node.health().is_healthy() {
+            let ready = Frame::empty(PUSH_ID, Command::Ready.as_u8()).to_bytes();
+            let _ = context.outlet.frames.try_send(ready);
+        }
+        let permits = Arc::new(Semaphore::new(node.max_in_flight));
+        (Session { node, context, permits }, receiver)
+    }
+
+    pub fn connection(&self) -> ConnectionId {
+        self.context.connection
+    }
+
+    /// Handles one request frame concurrently with the others. Waits while
+    /// the connection already has its maximum of requests in flight.
+    pub async fn dispatch(&self, frame: Frame) {
+        let Ok(permit) = self.permits.clone().acquire_owned().await else {
+            return;
+        };
+        let node = self.node.clone();
+        let context = self.context.clone();
+        self.node.tasks.spawn(async move {
+            let reply = handler::handle(&node, &context, frame).await;
+            let _ = context.outlet.frames.send(reply).await;
+            drop(permit);
+        });
+    }
+
+    /// Answers a frame the transport could not decode.
+    pub async fn reject(&self, error: &FrameError, id: u16) {
+        let reply = Reply::error(Status::BadRequest, error.to_string());
+        let frame = Frame::new(id, Status::BadRequest.as_u8(), reply.encode_payload());
+        let _ = self.context.outlet.frames.send(frame.to_bytes()).await;
+    }
+
+    /// Releases what the connection held: its locks (granted and queued) and
+    /// its notify registrations. Requests still running finish on their own.
+    pub async fn close(self) {
+        // Cancel first: a LOCK still being handled checks this flag after it
+        // is granted, so it cannot slip in after the release below.
+        self.context.outlet.close.cancel();
+        self.node.notify.remove_connection(self.context.connection);
+        if let Err(error) = self.node.locks.release_connection(&self.context.owner).await {
+            tracing::warn!(%error, connection = self.context.connection, "could not release a closed connection's locks");
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! # canhazdb-tests
+//!
+//! The harness of the cross-crate integration tests. The tests in `tests/`
+//! start the real `canhazdb` binary and talk to it with raw frames, so they
+//! check the server against `shared/spec/protocol.md` byte for byte, the way
+//! any v8 client sees it.
+//!
+//! * [`server`] — [`TestServer`]: a server process on a free loopback port
+//!   with its own temporary data directory, killed and removed on drop.
+//! * [`raw`] — [`RawConn`]: a frame connection with per-read timeouts,
+//!   correlation ids, READY handling and a stash for out-of-order frames.
+//! * [`proto`] — the spec's numbers, [`Reply`] with its assertions, and small
+//!   helpers (UUID check, id lists, a deterministic PRNG).
+//!
+//! Build the server first: `cargo build -p canhazdb --bins` (or point
+//! `CANHAZDB_BIN` at a binary).
+
+pub mod proto;
+pub mod raw;
+pub mod server;
+
+pub use proto::{cmd, describe_frame, ids_of, is_uuid_v4, status, Reply, XorShift};
+pub use raw::{RawConn, ReadError, QUIET, READ_TIMEOUT};
+pub use server::{binary_path, TestServer, NODE_NAME};

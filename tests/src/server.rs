@@ -1,0 +1,250 @@
+//! [`TestServer`]: one `canhazdb` process on loopback with its own data dir.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tokio::time::{sleep, Instant};
+
+/// The `--node-name` every test server runs with.
+pub const NODE_NAME: &str = "it-node";
+/// How long a starting server may take to accept connections.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where the server binary is: `$CANHAZDB_BIN`, else `canhazdb` in the
+/// target directory of the running test executable
+/// (`target/<profile>/deps/<test>` → `target/<profile>/canhazdb`).
+pub fn binary_path() -> PathBuf {
+    if let Some(path) = std::env::var_os("CANHAZDB_BIN") {
+        let path = PathBuf::from(path);
+        assert!(
+            path.is_file(),
+            "CANHAZDB_BIN={} is not a file; build it first with cargo build -p canhazdb",
+            path.display()
+        );
+        return path;
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test executable lives in target/<profile>/deps");
+    let path = profile_dir.join(format!("canhazdb{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.is_file(),
+        "the server binary {} is missing: build it first with cargo build -p canhazdb \
+         (with the same CARGO_TARGET_DIR and profile as the tests), or set CANHAZDB_BIN",
+        path.display()
+    );
+    path
+}
+
+/// A free loopback port (bound, read, released).
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local_addr").port()
+}
+
+/// A running server. Dropping it kills the process and removes its data dir.
+pub struct TestServer {
+    child: Option<Child>,
+    port: u16,
+    extra_args: Vec<String>,
+    // Declared last: removed after the process is gone.
+    dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Starts a server with default options.
+    pub async fn start() -> TestServer {
+        TestServer::start_with(&[]).await
+    }
+
+    /// Starts a server with extra CLI arguments (e.g. `["--max-frame-bytes", "1024"]`).
+    pub async fn start_with(extra_args: &[&str]) -> TestServer {
+        let dir = tempfile::Builder::new()
+            .prefix("canhazdb-it-")
+            .tempdir()
+            .expect("create a temp dir");
+        std::fs::create_dir_all(dir.path().join("data")).expect("create the data dir");
+        let mut server = TestServer {
+            child: None,
+            port: 0,
+            extra_args: extra_args.iter().map(|s| (*s).to_owned()).collect(),
+            dir,
+        };
+        // A port picked as free can be taken by a parallel test before the
+        // server binds it: try a few.
+        for attempt in 0..3 {
+            server.port = free_port();
+            match server.spawn_and_wait().await {
+                Ok(()) => return server,
+                Err(error) if attempt < 2 => {
+                    eprintln!("server start attempt {attempt} failed: {error}; retrying");
+                }
+                Err(error) => panic!("{error}"),
+            }
+        }
+        unreachable!()
+    }
+
+    /// The address clients connect to.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The data directory passed as `--data-dir`.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The file that receives the server's stdout and stderr.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// The last `bytes` of the log.
+    pub fn log_tail(&self, bytes: usize) -> String {
+        let log = self.log();
+        let mut start = log.len().saturating_sub(bytes);
+        while !log.is_char_boundary(start) {
+            start += 1;
+        }
+        log[start..].to_owned()
+    }
+
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Panics (with the log tail) if the process has exited.
+    #[track_caller]
+    pub fn assert_alive(&mut self) {
+        let exited = match self.child.as_mut() {
+            Some(child) => child.try_wait().expect("try_wait"),
+            None => panic!("the server is not running"),
+        };
+        if let Some(exit) = exited {
+            panic!(
+                "the server process died ({exit}); log tail:\n{}",
+                self.log_tail(4000)
+            );
+        }
+    }
+
+    /// Kills the process with SIGKILL (no shutdown code runs) and reaps it.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills the process (if running) and starts it again on the same data
+    /// dir and port, waiting until it accepts connections.
+    pub async fn restart(&mut self) {
+        self.kill9();
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            match self.spawn_and_wait().await {
+                Ok(()) => return,
+                // The port may linger for a moment after the kill.
+                Err(error) if Instant::now() < deadline => {
+                    eprintln!("restart failed: {error}; retrying");
+                    sleep(Duration::from_millis(200)).await;
+                }
+                Err(error) => panic!("{error}"),
+            }
+        }
+    }
+
+    fn spawn(&mut self) -> Result<(), String> {
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .map_err(|e| format!("open the log file: {e}"))?;
+        let mut header: &File = &log;
+        let _ = writeln!(
+            header,
+            "=== harness: starting canhazdb on 127.0.0.1:{} ===",
+            self.port
+        );
+        let stderr = log.try_clone().map_err(|e| format!("clone log: {e}"))?;
+        let port = self.port.to_string();
+        let data_dir = self.data_dir();
+        let mut command = Command::new(binary_path());
+        command
+            .arg("--host")
+            .arg("127.0.0.1")
+            .arg("--port")
+            .arg(&port)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .arg("--node-name")
+            .arg(NODE_NAME)
+            .args(&self.extra_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(stderr));
+        let child = command
+            .spawn()
+            .map_err(|e| format!("spawn {}: {e}", binary_path().display()))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// Spawns and waits (bounded) until the port accepts a connection.
+    async fn spawn_and_wait(&mut self) -> Result<(), String> {
+        self.spawn()?;
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(exit) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                self.child = None;
+                return Err(format!(
+                    "the server exited during start-up ({exit}); log tail:\n{}",
+                    self.log_tail(4000)
+                ));
+            }
+            let connect = tokio::net::TcpStream::connect(self.addr());
+            if let Ok(Ok(_stream)) = tokio::time::timeout(Duration::from_millis(500), connect).await {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                self.kill9();
+                return Err(format!(
+                    "the server did not accept connections on {} within {START_TIMEOUT:?}; log tail:\n{}",
+                    self.addr(),
+                    self.log_tail(4000)
+                ));
+            }
+            sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- canhazdb log tail ({}) ---\n{}\n--- end of log ---",
+                self.log_path().display(),
+                self.log_tail(3000)
+            );
+        }
+    }
+}

@@ -1,0 +1,132 @@
+// Starts a real `canhazdb` server (TCP and WebSocket on free loopback ports,
+// a temporary data directory) for one test file, and stops it again.
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+
+/** The server binary: $CANHAZDB_BIN, or the debug build. */
+export const serverBinary =
+  process.env.CANHAZDB_BIN ?? path.join(process.env.CARGO_TARGET_DIR ?? path.join(root, 'target'), 'debug', 'canhazdb');
+
+const running = new Set();
+process.on('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
+/** A free loopback port (the OS picks it; a later bind may still race, see `startServer`). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.unref();
+    probe.on('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+function canConnect(port) {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: '127.0.0.1', port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function launch({ maxFrameBytes, dataDir }) {
+  const port = await freePort();
+  const wsPort = await freePort();
+  const args = [
+    '--host', '127.0.0.1',
+    '--port', String(port),
+    '--ws-port', String(wsPort),
+    '--data-dir', dataDir,
+    '--node-name', `wasm-test-${wsPort}`,
+    '--replicas', '1',
+  ];
+  if (maxFrameBytes) args.push('--max-frame-bytes', String(maxFrameBytes));
+  const child = spawn(serverBinary, args, {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' },
+  });
+  running.add(child);
+  let log = '';
+  child.stderr.on('data', (chunk) => {
+    log += chunk;
+    if (process.env.CANHAZDB_TEST_LOG) process.stderr.write(chunk);
+  });
+  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  child.once('exit', () => running.delete(child));
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    const state = await Promise.race([exited, sleep(50).then(() => null)]);
+    if (state) return { child: null, log, state };
+    if ((await canConnect(port)) && (await canConnect(wsPort))) {
+      return { child, port, wsPort, exited, log: () => log };
+    }
+  }
+  child.kill('SIGKILL');
+  throw new Error(`canhazdb did not start listening within 30 s:\n${log}`);
+}
+
+/**
+ * Starts a server; resolves to `{ wsUrl, port, wsPort, kill(), stop() }`.
+ * `stop()` ends it (SIGTERM, then SIGKILL after 5 s) and removes its data.
+ */
+export async function startServer({ maxFrameBytes } = {}) {
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'canhazdb-wasm-test-'));
+  let started;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    started = await launch({ maxFrameBytes, dataDir });
+    if (started.child) break;
+  }
+  if (!started.child) {
+    await rm(dataDir, { recursive: true, force: true });
+    throw new Error(`canhazdb exited at start (${JSON.stringify(started.state)}):\n${started.log}`);
+  }
+  const { child, port, wsPort, exited } = started;
+  const ends = async (signal, grace) => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill(signal);
+      const done = await Promise.race([exited, sleep(grace).then(() => null)]);
+      if (!done) {
+        child.kill('SIGKILL');
+        await exited;
+      }
+    }
+  };
+  return {
+    port,
+    wsPort,
+    wsUrl: `ws://127.0.0.1:${wsPort}`,
+    log: started.log,
+    /** Kills the server at once (a dropped connection for its clients). */
+    kill: () => ends('SIGKILL', 5_000),
+    async stop() {
+      await ends('SIGTERM', 5_000);
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Rejects after `ms` with `what` in the message: keeps a hung await from hanging the run. */
+export function within(ms, promise, what = 'operation') {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+export { root, sleep };
