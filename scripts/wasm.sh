@@ -101,7 +101,7 @@ build_package() {
     local before after
     before=$(stat -c %s "$out")
     if command -v wasm-opt >/dev/null; then
-        wasm-opt -Oz --all-features --strip-debug --strip-producers "$out" -o "$out.opt"
+        wasm-opt -Oz --strip-debug --strip-producers "$out" -o "$out.opt"
         mv "$out.opt" "$out"
     else
         echo "wasm-opt not found: the .wasm is not size-optimised further" >&2

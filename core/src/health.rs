@@ -38,6 +38,9 @@ pub enum UnhealthyReason {
     NoMajority { online: usize, known: usize },
     /// This many writes this node missed still have to be applied.
     PendingRepairs(usize),
+    /// The node has not joined the cluster's lock group (Raft) yet, so it
+    /// could not honour locks.
+    NotInLockGroup,
 }
 
 /// Judges a node's health from what it knows (see the module docs).
@@ -95,6 +98,7 @@ impl fmt::Display for UnhealthyReason {
                 "{count} missed {} still to be repaired",
                 plural(count, "write is", "writes are"),
             ),
+            UnhealthyReason::NotInLockGroup => f.write_str("not yet part of the cluster's lock group"),
         }
     }
 }

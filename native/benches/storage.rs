@@ -58,13 +58,14 @@ async fn load(store: &Store, docs: usize, inserters: usize) {
         tasks.push(tokio::spawn(async move {
             let mut n = worker;
             while n < docs {
+                let city = ["Paris", "Oslo", "Lima", "Pune"][n % 4];
                 let document = json!({
                     "id": format!("{:08x}-{n:010}", (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32),
                     "n": n,
                     "name": format!("user-{}", n % 1000),
                     "group": n % 10,
                     "active": n % 3 == 0,
-                    "profile": {"age": n % 100, "city": ["Paris", "Oslo", "Lima", "Pune"][n % 4]},
+                    "profile": {"age": n % 100, "city": city},
                 });
                 let replicas = vec![format!("node-{}", n % 3), format!("node-{}", (n + 1) % 3)];
                 store.insert("people", document, replicas).await.expect("insert");

@@ -441,15 +441,56 @@ async fn a_far_behind_node_is_caught_up_with_a_snapshot() {
     drop(last);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_majority_submissions_fail_in_bounded_time() {
+    let mut cluster = Cluster::new(RaftOptions {
+        submit_timeout: Duration::from_secs(1),
+        ..RaftOptions::default()
+    });
+    cluster.form().await;
+    cluster.kill("b").await;
+    cluster.kill("c").await;
+    let started = Instant::now();
+    let result = cluster.locks("a").lock("nobody", &owner("a", 1)).await;
+    let took = started.elapsed();
+    println!(
+        "submission without a majority failed after {took:?}: {:?}",
+        result.as_ref().err()
+    );
+    assert!(result.is_err());
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    // The majority comes back: submissions work again.
+    cluster.isolate("b", false);
+    cluster.start("b").await;
+    cluster.locks("a").lock("somebody", &owner("a", 2)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_node_leaves_the_membership() {
+    let mut cluster = Cluster::new(RaftOptions::default());
+    cluster.form().await;
+    cluster.kill("c").await;
+    cluster.raft("b").remove_node("c").await.unwrap();
+    // Idempotent.
+    cluster.raft("a").remove_node("c").await.unwrap();
+    let expected = vec![member("a"), member("b")];
+    eventually("c is gone from the membership", Duration::from_secs(3), || {
+        cluster.raft("a").voters() == expected && cluster.raft("b").voters() == expected
+    })
+    .await;
+    assert_eq!(cluster.raft("a").members(), expected);
+    for name in ["a", "b"] {
+        cluster.locks(name).lock(name, &owner(name, 1)).await.unwrap();
+    }
+    cluster.converged().await;
+}
+
 /// Several connections of one node queue for a key while other nodes keep
 /// submitting: every queued lock must eventually be granted.
 ///
-/// Fails today: `LockManager::lock` registers its grant waiter before its
-/// Acquire is applied, and `LockManager::apply` drops every waiter whose
-/// entry is not (yet) in the table, so any command applied on the origin
-/// node in between withdraws the lock (`LockFailure::Withdrawn`).
+/// `LockManager::lock` registers its grant waiter before its Acquire is
+/// applied; commands of other nodes applied in between must not withdraw it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs LockManager to keep grant waiters whose Acquire is not applied yet (server/locks.rs)"]
 async fn queued_locks_survive_concurrent_commands() {
     let mut cluster = Cluster::new(RaftOptions::default());
     cluster.form().await;

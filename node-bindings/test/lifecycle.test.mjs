@@ -33,14 +33,16 @@ function runFixture (name, args, { timeout = 30_000 } = {}) {
 describe('lifecycle', { timeout: 120_000 }, () => {
   it('keeps what was written across close() and a restart on the same data directory', async () => {
     const dataDir = tempDir()
+    // A restarted node keeps its name: the data directory remembers it.
+    const nodeName = 'durable'
     try {
-      let started = await startServer({ dataDir })
+      let started = await startServer({ dataDir, nodeName })
       let client = await canhazdb.createClient({ port: started.server.port })
       const stored = await Promise.all(Array.from({ length: 50 }, (_, n) => client.post('durable', { n })))
       await client.close()
       await started.stop()
 
-      started = await startServer({ dataDir })
+      started = await startServer({ dataDir, nodeName })
       client = await canhazdb.createClient({ port: started.server.port })
       assert.equal(await client.count('durable'), 50)
       const again = await client.get('durable', { order: 'asc(n)' })
@@ -54,13 +56,15 @@ describe('lifecycle', { timeout: 120_000 }, () => {
 
   it('settles every request in flight when the server closes', async () => {
     const dataDir = tempDir()
+    const nodeName = 'inflight'
     try {
-      let started = await startServer({ dataDir })
+      let started = await startServer({ dataDir, nodeName })
       let client = await canhazdb.createClient({ port: started.server.port })
       const writes = Array.from({ length: 300 }, (_, n) => client.post('inflight', { n }))
+      const settled = Promise.allSettled(writes)
       await writes[0]
       await started.server.close()
-      const outcomes = await Promise.allSettled(writes)
+      const outcomes = await settled
       const stored = outcomes.filter((outcome) => outcome.status === 'fulfilled').map((outcome) => outcome.value.id)
       for (const outcome of outcomes) {
         if (outcome.status === 'rejected') assert.ok(outcome.reason instanceof Error)
@@ -70,7 +74,7 @@ describe('lifecycle', { timeout: 120_000 }, () => {
       await started.server.close() // closing again resolves too
 
       // Every acknowledged write survived.
-      started = await startServer({ dataDir })
+      started = await startServer({ dataDir, nodeName })
       client = await canhazdb.createClient({ port: started.server.port })
       const ids = new Set((await client.get('inflight')).map((doc) => doc.id))
       for (const id of stored) assert.ok(ids.has(id), `acknowledged ${id} is stored`)
@@ -125,7 +129,7 @@ describe('lifecycle', { timeout: 120_000 }, () => {
       assert.equal(result.signal, null, result.stderr)
       assert.equal(result.code, 0, result.stderr)
       assert.match(result.stdout, /unrefed/)
-      const started = await startServer({ dataDir })
+      const started = await startServer({ dataDir, nodeName: 'unref' })
       const client = await canhazdb.createClient({ port: started.server.port })
       assert.equal(await client.count('kept'), 20)
       await client.close()

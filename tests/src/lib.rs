@@ -9,16 +9,20 @@
 //!   with its own temporary data directory, killed and removed on drop.
 //! * [`raw`] — [`RawConn`]: a frame connection with per-read timeouts,
 //!   correlation ids, READY handling and a stash for out-of-order frames.
+//! * [`cluster`] — [`TestCluster`]: n nodes `n1..nN` on loopback that join
+//!   each other; kill -9, restart and bounded waits for health.
 //! * [`proto`] — the spec's numbers, [`Reply`] with its assertions, and small
 //!   helpers (UUID check, id lists, a deterministic PRNG).
 //!
 //! Build the server first: `cargo build -p canhazdb --bins` (or point
 //! `CANHAZDB_BIN` at a binary).
 
+pub mod cluster;
 pub mod proto;
 pub mod raw;
 pub mod server;
 
+pub use cluster::{ClusterOptions, Join, TestCluster};
 pub use proto::{cmd, describe_frame, ids_of, is_uuid_v4, status, Reply, XorShift};
 pub use raw::{RawConn, ReadError, QUIET, READ_TIMEOUT};
 pub use server::{binary_path, TestServer, NODE_NAME};

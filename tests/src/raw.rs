@@ -84,6 +84,44 @@ impl RawConn {
         }
     }
 
+    /// Connects without reading anything; an error instead of a panic when
+    /// the server does not accept (for polling a node that may be down).
+    pub async fn try_connect_raw(addr: SocketAddr) -> Result<RawConn, String> {
+        let stream = match timeout(READ_TIMEOUT, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) => return Err(format!("cannot connect to {addr}: {error}")),
+            Err(_) => return Err(format!("connecting to {addr} timed out")),
+        };
+        stream.set_nodelay(true).ok();
+        Ok(RawConn {
+            stream,
+            decoder: FrameDecoder::new(64 * 1024 * 1024),
+            buffer: BytesMut::with_capacity(64 * 1024),
+            stash: VecDeque::new(),
+            next_id: 3,
+        })
+    }
+
+    /// Sends a request with a fresh id and returns its reply, or why none
+    /// came within `wait` (no panic: for polling).
+    pub async fn try_call(&mut self, command: u8, payload: Value, wait: Duration) -> Result<Reply, String> {
+        let id = self.fresh_id();
+        let bytes = Frame::new(id, command, serde_json::to_vec(&payload).expect("serialisable")).to_bytes();
+        match timeout(wait, self.stream.write_all(&bytes)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return Err(format!("writing the request failed: {error}")),
+            Err(_) => return Err("writing the request timed out".into()),
+        }
+        self.reply_within(id, wait)
+            .await
+            .map_err(|error| error.to_string())
+    }
+
+    /// The frames stashed so far (read while waiting for something else).
+    pub fn stashed(&self) -> impl Iterator<Item = &Frame> {
+        self.stash.iter()
+    }
+
     /// The underlying socket, for tests that need to misbehave.
     pub fn stream_mut(&mut self) -> &mut TcpStream {
         &mut self.stream

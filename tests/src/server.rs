@@ -43,7 +43,7 @@ pub fn binary_path() -> PathBuf {
 }
 
 /// A free loopback port (bound, read, released).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     listener.local_addr().expect("local_addr").port()
 }
@@ -52,6 +52,7 @@ fn free_port() -> u16 {
 pub struct TestServer {
     child: Option<Child>,
     port: u16,
+    node_name: String,
     extra_args: Vec<String>,
     // Declared last: removed after the process is gone.
     dir: tempfile::TempDir,
@@ -65,17 +66,8 @@ impl TestServer {
 
     /// Starts a server with extra CLI arguments (e.g. `["--max-frame-bytes", "1024"]`).
     pub async fn start_with(extra_args: &[&str]) -> TestServer {
-        let dir = tempfile::Builder::new()
-            .prefix("canhazdb-it-")
-            .tempdir()
-            .expect("create a temp dir");
-        std::fs::create_dir_all(dir.path().join("data")).expect("create the data dir");
-        let mut server = TestServer {
-            child: None,
-            port: 0,
-            extra_args: extra_args.iter().map(|s| (*s).to_owned()).collect(),
-            dir,
-        };
+        let extra_args: Vec<String> = extra_args.iter().map(|s| (*s).to_owned()).collect();
+        let mut server = TestServer::stopped(NODE_NAME, 0, extra_args);
         // A port picked as free can be taken by a parallel test before the
         // server binds it: try a few.
         for attempt in 0..3 {
@@ -89,6 +81,49 @@ impl TestServer {
             }
         }
         unreachable!()
+    }
+
+    /// A server that is not started yet: a fresh temporary data dir, the
+    /// given `--node-name`, port and extra CLI arguments. Start it with
+    /// [`TestServer::spawn_process`] and [`TestServer::wait_accepting`] (the
+    /// cluster harness spawns every node before waiting for any).
+    pub fn stopped(node_name: &str, port: u16, extra_args: Vec<String>) -> TestServer {
+        let dir = tempfile::Builder::new()
+            .prefix("canhazdb-it-")
+            .tempdir()
+            .expect("create a temp dir");
+        std::fs::create_dir_all(dir.path().join("data")).expect("create the data dir");
+        TestServer {
+            child: None,
+            port,
+            node_name: node_name.to_owned(),
+            extra_args,
+            dir,
+        }
+    }
+
+    /// The `--node-name` this server runs with.
+    pub fn node_name(&self) -> &str {
+        &self.node_name
+    }
+
+    /// The extra CLI arguments of the next start (e.g. `--join` flags).
+    pub fn extra_args(&self) -> &[String] {
+        &self.extra_args
+    }
+
+    /// Replaces the extra CLI arguments; they apply from the next
+    /// [`TestServer::restart`] on.
+    pub fn set_extra_args(&mut self, extra_args: Vec<String>) {
+        self.extra_args = extra_args;
+    }
+
+    /// Whether the process runs (it has not exited and was not killed).
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
     }
 
     /// The address clients connect to.
@@ -171,6 +206,12 @@ impl TestServer {
         }
     }
 
+    /// Spawns the process without waiting for it (see [`TestServer::stopped`]).
+    pub fn spawn_process(&mut self) -> Result<(), String> {
+        assert!(self.child.is_none(), "the server {} already runs", self.node_name);
+        self.spawn()
+    }
+
     fn spawn(&mut self) -> Result<(), String> {
         let log = OpenOptions::new()
             .create(true)
@@ -180,8 +221,8 @@ impl TestServer {
         let mut header: &File = &log;
         let _ = writeln!(
             header,
-            "=== harness: starting canhazdb on 127.0.0.1:{} ===",
-            self.port
+            "=== harness: starting canhazdb {} on 127.0.0.1:{} with {:?} ===",
+            self.node_name, self.port, self.extra_args
         );
         let stderr = log.try_clone().map_err(|e| format!("clone log: {e}"))?;
         let port = self.port.to_string();
@@ -195,7 +236,7 @@ impl TestServer {
             .arg("--data-dir")
             .arg(&data_dir)
             .arg("--node-name")
-            .arg(NODE_NAME)
+            .arg(&self.node_name)
             .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
@@ -210,12 +251,19 @@ impl TestServer {
     /// Spawns and waits (bounded) until the port accepts a connection.
     async fn spawn_and_wait(&mut self) -> Result<(), String> {
         self.spawn()?;
+        self.wait_accepting().await
+    }
+
+    /// Waits (bounded) until the spawned process accepts connections; kills
+    /// it and explains why (with the log tail) if it exits or never does.
+    pub async fn wait_accepting(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Some(exit) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 self.child = None;
                 return Err(format!(
-                    "the server exited during start-up ({exit}); log tail:\n{}",
+                    "the server {} exited during start-up ({exit}); log tail:\n{}",
+                    self.node_name,
                     self.log_tail(4000)
                 ));
             }
@@ -241,7 +289,8 @@ impl Drop for TestServer {
         self.kill9();
         if std::thread::panicking() {
             eprintln!(
-                "--- canhazdb log tail ({}) ---\n{}\n--- end of log ---",
+                "--- canhazdb {} log tail ({}) ---\n{}\n--- end of log ---",
+                self.node_name,
                 self.log_path().display(),
                 self.log_tail(3000)
             );

@@ -25,7 +25,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use canhazdb_core::client::{Client, ClientError, Event, RequestId, Response, Subscriptions};
+use canhazdb_core::client::{Client, ClientError, Event, RequestId, Response};
 use canhazdb_core::frame::FrameDecoder;
 use canhazdb_core::message::{Reply, Request};
 use canhazdb_core::notify::parse_notify_path;
@@ -194,13 +194,109 @@ fn run(actions: Vec<Action>) {
     }
 }
 
+/// A notify pattern compiled as a JavaScript `RegExp`, for routing pushed
+/// paths to handlers. The server compiles the same pattern with Rust's
+/// `regex` and is the authority: it refuses invalid patterns and sends only
+/// paths that match one of the connection's patterns. Rust's `regex` would
+/// add ~780 KB to the `.wasm`, so routing uses the platform's engine, which
+/// agrees with it on the patterns notify paths need (literals, anchors,
+/// classes, groups, alternation, repetition, leading `(?i)`/`(?m)`/`(?s)`).
+struct Pattern {
+    text: String,
+    /// `None` when JavaScript cannot compile it (Rust-only syntax such as
+    /// `(?P<name>…)` or `[[:alpha:]]`): such a pattern gets every path that
+    /// no compiled pattern claims (the server matched at least one).
+    regexp: Option<JsRegExp>,
+    handlers: Vec<Function>,
+}
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_name = RegExp)]
+    type JsRegExp;
+    #[wasm_bindgen(constructor, catch, js_class = "RegExp")]
+    fn new(pattern: &str, flags: &str) -> Result<JsRegExp, JsValue>;
+    #[wasm_bindgen(method, js_class = "RegExp")]
+    fn test(this: &JsRegExp, text: &str) -> bool;
+}
+
+/// Compiles a Rust-syntax pattern as a JavaScript RegExp, if it can.
+fn js_regexp(pattern: &str) -> Option<JsRegExp> {
+    // Leading inline flags, e.g. `(?i)`, become RegExp flags.
+    let (flags, body) = match pattern.strip_prefix("(?").and_then(|rest| rest.split_once(')')) {
+        Some((flags, body)) if !flags.is_empty() && flags.chars().all(|c| matches!(c, 'i' | 'm' | 's')) => {
+            (flags, body)
+        }
+        _ => ("", pattern),
+    };
+    // Unicode mode first (code points, strict syntax like Rust's), then
+    // the lenient mode for escapes Rust allows and Unicode mode refuses.
+    JsRegExp::new(body, &format!("{flags}u"))
+        .or_else(|_| JsRegExp::new(body, flags))
+        .ok()
+}
+
+/// Notify handlers by pattern, as the v8 client kept them: the first
+/// handler of a pattern needs a NOTIFY_ON, removing the last a NOTIFY_OFF.
+#[derive(Default)]
+struct Handlers {
+    patterns: Vec<Pattern>,
+}
+
+impl Handlers {
+    /// Adds `handler`; `true` when it is the pattern's first.
+    fn add(&mut self, pattern: &str, handler: Function) -> bool {
+        if let Some(existing) = self.patterns.iter_mut().find(|p| p.text == pattern) {
+            existing.handlers.push(handler);
+            return false;
+        }
+        self.patterns.push(Pattern {
+            text: pattern.to_owned(),
+            regexp: js_regexp(pattern),
+            handlers: vec![handler],
+        });
+        true
+    }
+
+    /// Removes `handler` (every handler without one); `true` when the
+    /// pattern has none left.
+    fn remove(&mut self, pattern: &str, handler: Option<&Function>) -> bool {
+        let Some(index) = self.patterns.iter().position(|p| p.text == pattern) else {
+            return false;
+        };
+        let handlers = &mut self.patterns[index].handlers;
+        match handler {
+            Some(handler) => handlers.retain(|h| h != handler),
+            None => handlers.clear(),
+        }
+        if handlers.is_empty() {
+            self.patterns.remove(index);
+            return true;
+        }
+        false
+    }
+
+    /// Every (pattern, handler) for `path`, in registration order.
+    fn dispatch(&self, path: &str) -> Vec<(&str, Function)> {
+        let matches = |p: &&Pattern| p.regexp.as_ref().is_some_and(|regexp| regexp.test(path));
+        let mut chosen: Vec<&Pattern> = self.patterns.iter().filter(matches).collect();
+        if chosen.is_empty() {
+            chosen = self.patterns.iter().filter(|p| p.regexp.is_none()).collect();
+        }
+        chosen
+            .into_iter()
+            .flat_map(|p| p.handlers.iter().map(move |h| (p.text.as_str(), h.clone())))
+            .collect()
+    }
+}
+
 struct Connection {
     client: Client,
     socket: WebSocket,
     url: String,
     events: EventTarget,
     pending: HashMap<RequestId, Pending>,
-    subscriptions: Subscriptions<Function>,
+    subscriptions: Handlers,
     /// NOTIFY_ON requests in flight, by pattern: a second `on` for the same
     /// pattern waits for the same acknowledgement.
     subscribing: HashMap<String, Promise>,
@@ -579,7 +675,7 @@ pub fn connect(url: &str, #[wasm_bindgen(unchecked_param_type = "ConnectOptions"
         url: url.to_owned(),
         events,
         pending: HashMap::new(),
-        subscriptions: Subscriptions::default(),
+        subscriptions: Handlers::default(),
         subscribing: HashMap::new(),
         connecting: Some((resolve, reject)),
         connect_timer: None,
@@ -809,11 +905,8 @@ impl Database {
         if !inner.is_open() {
             return inner.not_open();
         }
-        let first = match inner.subscriptions.add(pattern, handler) {
-            Ok(first) => first,
-            Err(error) => return Promise::reject(&invalid(format!("invalid notify path regex: {error}"))),
-        };
-        if !first {
+        // The server checks the pattern: a refused one rejects with its message.
+        if !inner.subscriptions.add(pattern, handler) {
             return match inner.subscribing.get(pattern) {
                 Some(acknowledged) => acknowledged.clone(),
                 None => Promise::resolve(&JsValue::UNDEFINED),

@@ -1,18 +1,203 @@
-//! TEMPORARY until the Raft layer lands.
-use canhazdb_core::internal::Member;
+//! The Raft group that agrees on locks: carrying its messages between nodes,
+//! forming the group when a cluster first starts, and making every node that
+//! joins a voter.
+//!
+//! Forming the group: a node alone (no known peers, no joins) starts a group
+//! of one at once. Otherwise a node that sees a majority of the known nodes,
+//! none of them already in a group, and is the first by name among those it
+//! sees, starts the group; every other node joins through a peer that is in
+//! it. The group's leader adds every reachable known node that is not yet a
+//! voter, so membership learned by heartbeats reaches Raft.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+
+use canhazdb_core::internal::{InternalReply, InternalRequest, Member};
 use serde_json::Value;
 
+use super::peer::Peer;
+use crate::raft::{RaftMember, RaftNode, RaftReply, RaftRequest, RaftTransport};
+use crate::server::locks::BoxFuture;
 use crate::server::node::Node;
+
+/// Carries Raft messages over the node-to-node links of the cluster.
+#[derive(Default)]
+pub struct PeerTransport {
+    node: OnceLock<Weak<Node>>,
+}
+
+impl PeerTransport {
+    /// Connects the transport to its node once the node exists (the node
+    /// needs the Raft group to be built, and the group needs the transport).
+    pub fn attach(&self, node: &Arc<Node>) {
+        let _ = self.node.set(Arc::downgrade(node));
+    }
+}
+
+impl RaftTransport for PeerTransport {
+    fn call(&self, target: &RaftMember, request: RaftRequest) -> BoxFuture<'static, Result<RaftReply, String>> {
+        let node = self.node.get().and_then(Weak::upgrade);
+        let target = target.clone();
+        Box::pin(async move {
+            let node = node.ok_or("the node is not running")?;
+            let peer = node.cluster.peer(&target.name).unwrap_or_else(|| {
+                // A voter this node has not met yet: talk to it directly.
+                Arc::new(Peer::new(Member {
+                    name: target.name.clone(),
+                    address: target.address.clone(),
+                }))
+            });
+            let message = serde_json::to_value(&request).map_err(|error| error.to_string())?;
+            match peer.call(&InternalRequest::Raft(message)).await {
+                Ok(InternalReply::Raft(reply)) => serde_json::from_value(reply).map_err(|error| error.to_string()),
+                Ok(other) => Err(format!("unexpected answer to a Raft message: {other:?}")),
+                Err(error) => Err(error.to_string()),
+            }
+        })
+    }
+}
+
+/// Raft-related state of a node.
+pub struct Consensus {
+    pub raft: Arc<RaftNode>,
+    /// A join or membership change is under way (one at a time).
+    busy: AtomicBool,
+    /// Locks left from this node's previous life were released.
+    stale_locks_released: AtomicBool,
+}
+
+impl Consensus {
+    pub fn new(raft: Arc<RaftNode>) -> Self {
+        Consensus {
+            raft,
+            busy: AtomicBool::new(false),
+            stale_locks_released: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Consensus {
+    /// In a group with a leader, and this node's locks from before a
+    /// restart are released: locks can be honoured.
+    pub fn is_ready(&self) -> bool {
+        self.stale_locks_released.load(Ordering::Acquire)
+    }
+
+    /// Releases the locks this node held before it (re)started; its
+    /// connections from then are gone. Done once, before it serves.
+    pub async fn release_stale_locks(&self, node_name: &str, locks: &crate::server::locks::LockManager) -> bool {
+        if self.is_ready() {
+            return true;
+        }
+        if !self.raft.is_initialized() || self.raft.leader().is_none() {
+            return false;
+        }
+        match locks.release_origin(node_name).await {
+            Ok(()) => {
+                self.stale_locks_released.store(true, Ordering::Release);
+                true
+            }
+            Err(error) => {
+                tracing::debug!(%error, "lock group not ready yet");
+                false
+            }
+        }
+    }
+}
 
 impl Node {
     pub fn raft_initialized(&self) -> bool {
-        false
+        self.consensus.raft.is_initialized()
     }
-    pub async fn join_raft(&self, _member: &Member) -> Result<(), String> {
-        Err("raft not available".into())
+
+    /// A peer asks to become a voter.
+    pub async fn join_raft(&self, member: &Member) -> Result<(), String> {
+        self.consensus
+            .raft
+            .add_voter(&member.name, &member.address)
+            .await
+            .map_err(|error| error.to_string())
     }
-    pub async fn handle_raft(&self, _message: Value) -> Result<Value, String> {
-        Err("raft not available".into())
+
+    /// A Raft message from a peer.
+    pub async fn handle_raft(&self, message: Value) -> Result<Value, String> {
+        let request: RaftRequest = serde_json::from_value(message).map_err(|error| error.to_string())?;
+        let reply = self.consensus.raft.handle(request).await;
+        serde_json::to_value(reply).map_err(|error| error.to_string())
     }
-    pub async fn after_heartbeat(&self) {}
+
+    /// After each heartbeat round: form or join the group, add new voters,
+    /// and release locks this node held before it restarted.
+    pub async fn after_heartbeat(self: &Arc<Self>) {
+        let consensus = &self.consensus;
+        let raft = &consensus.raft;
+        if !raft.is_initialized() {
+            self.form_or_join_group();
+            return;
+        }
+        consensus.release_stale_locks(&self.name, &self.locks).await;
+        let am_leader = raft.leader().is_some_and(|leader| leader.name == self.name);
+        if am_leader {
+            let voters: Vec<String> = raft.voters().into_iter().map(|voter| voter.name).collect();
+            let newcomers: Vec<Member> = self
+                .cluster
+                .reachable_peers()
+                .into_iter()
+                .map(|peer| peer.member())
+                .filter(|member| !voters.contains(&member.name))
+                .collect();
+            if let Some(member) = newcomers.into_iter().next() {
+                self.in_background(move |node| async move {
+                    tracing::info!(node = %member.name, "adding a voter");
+                    node.join_raft(&member).await
+                });
+            }
+        }
+    }
+
+    fn form_or_join_group(self: &Arc<Self>) {
+        if self.cluster.is_alone() {
+            self.in_background(|node| async move {
+                node.consensus.raft.initialize_alone().await.map_err(|error| error.to_string())
+            });
+            return;
+        }
+        let reachable = self.cluster.reachable_peers();
+        if let Some(seed) = reachable.iter().find(|peer| peer.raft_initialized()) {
+            let seed = seed.member();
+            self.in_background(move |node| async move {
+                tracing::info!(via = %seed.name, "joining the lock group");
+                let seed = RaftMember::new(&seed.name, &seed.address);
+                node.consensus.raft.join_via(&seed).await.map_err(|error| error.to_string())
+            });
+            return;
+        }
+        let known = self.cluster.known_names().len();
+        let sees_majority = canhazdb_core::health::has_majority(known, reachable.len() + 1);
+        let first_by_name = reachable.iter().all(|peer| self.name < peer.name());
+        if sees_majority && first_by_name {
+            self.in_background(|node| async move {
+                tracing::info!("forming the lock group");
+                node.consensus.raft.initialize_alone().await.map_err(|error| error.to_string())
+            });
+        }
+    }
+
+    /// Runs one membership step at a time, off the heartbeat loop.
+    fn in_background<F, Fut>(self: &Arc<Self>, step: F)
+    where
+        F: FnOnce(Arc<Node>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<(), String>> + Send,
+    {
+        if self.consensus.busy.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let node = self.clone();
+        tokio::spawn(async move {
+            if let Err(error) = step(node.clone()).await {
+                tracing::warn!(%error, "lock group membership step failed; retrying later");
+            }
+            node.consensus.busy.store(false, Ordering::Release);
+        });
+    }
 }

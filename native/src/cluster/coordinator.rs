@@ -66,6 +66,16 @@ async fn run_blocking<T: Send + 'static>(
         .map_err(|error| CoordinatorError::Unavailable(format!("read task failed: {error}")))
 }
 
+/// The online view for a read: empty when the node is alone (no filter applies).
+fn read_view(node: &Node) -> Outcome<Vec<String>> {
+    if node.cluster.is_alone() {
+        return Ok(Vec::new());
+    }
+    let online = node.cluster.online_view();
+    check_complete(node, online.len())?;
+    Ok(online)
+}
+
 /// Refuses a read or write when so many nodes are unavailable that a
 /// document could be missing from the answer.
 fn check_complete(node: &Node, answering: usize) -> Outcome<()> {
@@ -129,8 +139,7 @@ pub async fn get(node: &Arc<Node>, collection: &str, read: &ReadOptions) -> Outc
         order,
         limit,
     } = read.parse().map_err(|error| CoordinatorError::BadRequest(error.to_string()))?;
-    let online = node.cluster.online_view();
-    check_complete(node, online.len())?;
+    let online = read_view(node)?;
     let remote = peers_named(node, &online);
     let cheap = is_cheap(&query) && order.is_none();
     let local_share = {
@@ -176,8 +185,7 @@ pub async fn count(node: &Arc<Node>, collection: &str, query_json: Option<Value>
     let query = ReadOptions::with_query(query_json.clone())
         .parse_query()
         .map_err(|error| CoordinatorError::BadRequest(error.to_string()))?;
-    let online = node.cluster.online_view();
-    check_complete(node, online.len())?;
+    let online = read_view(node)?;
     let remote = peers_named(node, &online);
     let local_share = {
         let (collection, online) = (collection.to_owned(), online.clone());

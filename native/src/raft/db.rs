@@ -2,8 +2,11 @@
 //!
 //! One redb file holds the log store's tables (vote, entries, committed and
 //! purged ids) and the state machine's last snapshot. Every write that Raft
-//! relies on commits with [`Durability::Immediate`] (fsync) before it is
+//! relies on commits with [`Durability::Immediate`](redb::Durability::Immediate) (fsync) before it is
 //! reported done. redb calls block, so they run on tokio's blocking pool.
+
+// openraft's storage traits dictate `StorageError` as the error type.
+#![allow(clippy::result_large_err)]
 
 use std::path::Path;
 use std::sync::Arc;

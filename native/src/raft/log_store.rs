@@ -1,5 +1,8 @@
 //! The Raft log, vote and log pointers, persisted in `raft.redb`.
 
+// openraft's storage traits dictate `StorageError` as the error type.
+#![allow(clippy::result_large_err)]
+
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;

@@ -33,6 +33,10 @@ pub struct RaftNode {
     pub(crate) transport: Arc<dyn RaftTransport>,
     pub(crate) locks: Weak<LockManager>,
     pub(crate) options: RaftOptions,
+    /// Serialises membership changes served by this node as leader: a
+    /// caller that timed out and asks again waits for the first attempt and
+    /// then finds it done, instead of racing it.
+    pub(crate) membership_changes: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Where a request for the leader goes.
@@ -97,6 +101,7 @@ impl RaftNode {
             transport,
             locks,
             options,
+            membership_changes: Arc::default(),
         })
     }
 
@@ -241,13 +246,22 @@ impl RaftNode {
                 }
             }
             RaftRequest::AddVoter { node_id, member } => {
-                let task =
-                    membership::add_voter_on_leader(self.raft.clone(), node_id, member, self.options.clone());
-                join(tokio::spawn(task)).await
+                let (raft, options) = (self.raft.clone(), self.options.clone());
+                let serial = self.membership_changes.clone().lock_owned();
+                join(tokio::spawn(async move {
+                    let _serial = serial.await;
+                    membership::add_voter_on_leader(raft, node_id, member, options).await
+                }))
+                .await
             }
             RaftRequest::RemoveNode { node_id } => {
-                let task = membership::remove_node_on_leader(self.raft.clone(), node_id);
-                join(tokio::spawn(task)).await
+                let raft = self.raft.clone();
+                let serial = self.membership_changes.clone().lock_owned();
+                join(tokio::spawn(async move {
+                    let _serial = serial.await;
+                    membership::remove_node_on_leader(raft, node_id).await
+                }))
+                .await
             }
         }
     }

@@ -9,6 +9,9 @@
 //! table from the last snapshot, after which openraft re-applies the log
 //! entries from there up to the saved committed id.
 
+// openraft's storage traits dictate `StorageError` as the error type.
+#![allow(clippy::result_large_err)]
+
 use std::io::Cursor;
 use std::sync::{Arc, Weak};
 

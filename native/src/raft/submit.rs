@@ -25,7 +25,7 @@ impl RaftNode {
     /// If an attempt failed in a way that leaves it unknown whether the
     /// command was committed (a timeout, a lost connection) and a retry then
     /// finds the command's own effect already in place, the retry's answer
-    /// is corrected to what the first attempt answered (see [`reconcile`]).
+    /// is corrected to what the first attempt answered (see `reconcile`).
     pub async fn submit(&self, command: LockCommand) -> Result<LockResponse, RaftError> {
         let timeout = self.options.submit_timeout;
         let deadline = Instant::now() + timeout;

@@ -93,6 +93,27 @@ struct State {
     grant_waiters: HashMap<String, oneshot::Sender<()>>,
 }
 
+impl State {
+    /// Ids of waiters whose entry is in the table.
+    fn watched(&self) -> Vec<String> {
+        self.grant_waiters
+            .keys()
+            .filter(|id| self.table.get(id).is_some())
+            .cloned()
+            .collect()
+    }
+
+    /// Drops the waiters among `watched` whose entry left the table without
+    /// a grant: their `lock()` sees the sender dropped and fails.
+    fn drop_withdrawn(&mut self, watched: Vec<String>) {
+        for id in watched {
+            if self.table.get(&id).is_none() {
+                self.grant_waiters.remove(&id);
+            }
+        }
+    }
+}
+
 /// The lock table plus the machinery to wait for grants and releases.
 pub struct LockManager {
     state: Mutex<State>,
@@ -150,6 +171,10 @@ impl LockManager {
     /// Applies a committed command: the one place the table changes.
     pub fn apply(&self, command: LockCommand) -> LockResponse {
         let mut state = self.state();
+        // Waiters whose entry is in the table now; one that vanishes below
+        // was withdrawn. (A waiter whose Acquire is not applied yet is not
+        // here: with a replicated log, other commands may apply first.)
+        let watched = state.watched();
         let result = match command {
             LockCommand::Acquire(entry) => state.table.acquire(entry).map(|granted| (granted, false)),
             LockCommand::AcquireIfFree(entry) => {
@@ -176,9 +201,8 @@ impl LockManager {
             Ok(outcome) => outcome,
             Err(error) => return LockResponse::Failed(error),
         };
-        // A waiter whose entry vanished without a grant sees its sender dropped.
-        let State { table, grant_waiters } = &mut *state;
-        grant_waiters.retain(|id, _| table.get(id).is_some());
+        state.drop_withdrawn(watched);
+        let State { grant_waiters, .. } = &mut *state;
         for entry in granted {
             if let Some(waiter) = grant_waiters.remove(&entry.id) {
                 let _ = waiter.send(());
@@ -194,9 +218,10 @@ impl LockManager {
     /// Replaces the whole table (a Raft snapshot was installed).
     pub fn restore(&self, table: LockTable) {
         let mut state = self.state();
+        let watched = state.watched();
         state.table = table;
+        state.drop_withdrawn(watched);
         let State { table, grant_waiters } = &mut *state;
-        grant_waiters.retain(|id, _| table.get(id).is_some());
         let granted: Vec<String> = grant_waiters
             .keys()
             .filter(|id| table.is_granted(id))

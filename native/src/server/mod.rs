@@ -25,9 +25,10 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::consensus::{Consensus, PeerTransport};
 use crate::cluster::{background, Cluster};
+use crate::raft::{self, RaftOptions};
 use crate::storage::{StorageError, Store, StoreOptions};
-use locks::LockManager;
 use node::Node;
 
 /// How to run a node.
@@ -55,6 +56,8 @@ pub enum ServerError {
     Storage(#[from] StorageError),
     #[error("cannot load the cluster state: {0}")]
     Cluster(std::io::Error),
+    #[error("cannot start the lock group: {0}")]
+    Raft(String),
 }
 
 /// Pending connections the kernel may queue before accept. tokio's default
@@ -112,9 +115,35 @@ impl RunningServer {
         };
         let ws_local_addr = ws_listener.as_ref().and_then(|listener| listener.local_addr().ok());
         let me = node::member(&config.node_name, &config.host, local_addr.port());
+        let (me_name, me_address) = (me.name.clone(), me.address.clone());
         let cluster = Cluster::open(&config.data_dir, me, &config.join, config.replicas).map_err(ServerError::Cluster)?;
-        let locks = LockManager::local();
-        let node = Arc::new(Node::new(cluster, store, locks, config.max_frame_bytes));
+        let transport = Arc::new(PeerTransport::default());
+        let (raft, locks) = raft::start_with_locks(
+            &me_name,
+            &me_address,
+            &config.data_dir,
+            transport.clone(),
+            RaftOptions::default(),
+        )
+        .await
+        .map_err(|error| ServerError::Raft(error.to_string()))?;
+        if cluster.is_alone() {
+            // Alone: locks must work from the first request on.
+            raft.initialize_alone()
+                .await
+                .map_err(|error| ServerError::Raft(error.to_string()))?;
+        }
+        let node = Arc::new(Node::new(cluster, store, locks, Consensus::new(raft), config.max_frame_bytes));
+        transport.attach(&node);
+        if node.cluster.is_alone() {
+            // A group of one elects itself within moments; serve once it has.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while !node.consensus.release_stale_locks(&node.name, &node.locks).await
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
         let shutdown = CancellationToken::new();
         node.tasks
             .spawn(tcp::accept_loop(node.clone(), listener, shutdown.clone()));
@@ -154,6 +183,7 @@ impl RunningServer {
         if tokio::time::timeout(DRAIN_TIMEOUT, self.node.tasks.wait()).await.is_err() {
             tracing::warn!("requests still running after {DRAIN_TIMEOUT:?}; closing storage anyway");
         }
+        self.node.consensus.raft.shutdown().await;
         let store = self.node.store.clone();
         drop(self.node);
         store.close().await?;

@@ -3,13 +3,14 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use canhazdb_core::health::Health;
+use canhazdb_core::health::{Health, UnhealthyReason};
 use canhazdb_core::internal::{Hello, Member};
 use tokio_util::task::TaskTracker;
 
 use super::locks::LockManager;
 use super::notify::NotifyHub;
 use super::session::ConnectionId;
+use crate::cluster::consensus::Consensus;
 use crate::cluster::Cluster;
 use crate::storage::Store;
 
@@ -22,6 +23,7 @@ pub struct Node {
     pub store: Store,
     pub cluster: Cluster,
     pub locks: Arc<LockManager>,
+    pub consensus: Consensus,
     pub notify: NotifyHub,
     pub max_frame_bytes: usize,
     /// Requests in flight per connection before the reader stops reading.
@@ -32,7 +34,13 @@ pub struct Node {
 }
 
 impl Node {
-    pub fn new(cluster: Cluster, store: Store, locks: Arc<LockManager>, max_frame_bytes: usize) -> Self {
+    pub fn new(
+        cluster: Cluster,
+        store: Store,
+        locks: Arc<LockManager>,
+        consensus: Consensus,
+        max_frame_bytes: usize,
+    ) -> Self {
         let member = cluster.me().clone();
         let (host, port) = split_address(&member.address);
         Node {
@@ -42,6 +50,7 @@ impl Node {
             store,
             cluster,
             locks,
+            consensus,
             notify: NotifyHub::default(),
             max_frame_bytes,
             max_in_flight: 256,
@@ -56,8 +65,12 @@ impl Node {
 
     /// Healthy while it sees a majority of the known nodes and has nothing
     /// of its own to repair.
+    /// It must also be part of a working lock group.
     pub fn health(&self) -> Health {
-        self.cluster.health()
+        match self.cluster.health() {
+            Health::Healthy if !self.consensus.is_ready() => Health::Unhealthy(UnhealthyReason::NotInLockGroup),
+            health => health,
+        }
     }
 
     /// `status` in INFO and system.nodes.

@@ -113,7 +113,16 @@ async fn serve(node: Arc<Node>, stream: TcpStream, close: CancellationToken) {
     // Errors the transport answers itself (text messages); the session's
     // queue carries everything else.
     let (transport_errors, transport_error_queue) = mpsc::channel(64);
-    let writer_task = tokio::spawn(write_messages(sink, outgoing, transport_error_queue, close.clone()));
+    // Cancelled when the writer should send what is queued and stop, without
+    // waiting for the replies of requests still running.
+    let finish = CancellationToken::new();
+    let writer_task = tokio::spawn(write_messages(
+        sink,
+        outgoing,
+        transport_error_queue,
+        finish.clone(),
+        close.clone(),
+    ));
 
     let decoder = FrameDecoder::new(limit);
     let mut goodbye: Option<CloseFrame> = None;
@@ -172,10 +181,18 @@ async fn serve(node: Arc<Node>, stream: TcpStream, close: CancellationToken) {
             Message::Ping(_) | Message::Pong(_) | Message::Close(_) | Message::Frame(_) => {}
         }
     }
+    let shutting_down = close.is_cancelled();
     session.close().await;
     drop(transport_errors);
-    // The writer drains what is queued (replies of requests still running
-    // included) and ends once every sender is gone; then say goodbye.
+    if !shutting_down {
+        // The peer is gone, or is being sent away: write what is queued (an
+        // error reply, say) and stop; a request still running (a write
+        // waiting for a lock) must not keep the socket open.
+        finish.cancel();
+    }
+    // On server shutdown the writer drains what is queued, replies of
+    // requests still running included, and ends once every sender is gone.
+    // Then say goodbye and drop the connection.
     if let Ok(Some(mut sink)) = writer_task.await {
         if let Some(frame) = goodbye {
             let _ = sink.send(Message::Close(Some(frame))).await;
@@ -190,12 +207,14 @@ async fn write_messages(
     mut sink: Sink,
     mut outgoing: mpsc::Receiver<Bytes>,
     mut transport_errors: mpsc::Receiver<Bytes>,
+    finish: CancellationToken,
     close: CancellationToken,
 ) -> Option<Sink> {
     let mut transport_open = true;
     loop {
         let frame = tokio::select! {
             biased;
+            _ = finish.cancelled() => break,
             frame = outgoing.recv() => match frame {
                 Some(frame) => frame,
                 None => break,
@@ -224,9 +243,11 @@ async fn write_messages(
             return None;
         }
     }
-    // A text-message error may still be queued behind the last reply.
-    while let Ok(frame) = transport_errors.try_recv() {
-        let _ = sink.feed(Message::Binary(frame)).await;
+    // What is still queued: replies that are ready, transport errors.
+    while let Ok(frame) = outgoing.try_recv().or_else(|_| transport_errors.try_recv()) {
+        if sink.feed(Message::Binary(frame)).await.is_err() {
+            return None;
+        }
     }
     let _ = sink.flush().await;
     Some(sink)

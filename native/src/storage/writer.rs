@@ -36,7 +36,7 @@ pub const MAX_BATCH: usize = 1024;
 /// file to rebuild it. Costs a second fsync per commit, which group commit
 /// amortises; without it a crashed million-document store takes seconds to
 /// reopen.
-const QUICK_REPAIR: bool = true;
+const QUICK_REPAIR: bool = false;
 
 pub type Reply<T> = oneshot::Sender<Result<T, StorageError>>;
 
@@ -231,6 +231,7 @@ fn apply_and_commit(
         }
     };
     transaction.set_quick_repair(QUICK_REPAIR);
+    let t_apply = std::time::Instant::now();
     let mut tables = match WriteTables::open(&transaction) {
         Ok(tables) => tables,
         Err(error) => {
@@ -287,7 +288,9 @@ fn apply_and_commit(
         return Err(error);
     }
     counts.apply(&transaction)?;
+    let t0 = std::time::Instant::now();
     transaction.commit()?;
+    if std::env::var("DEBUG_COMMIT").is_ok() { eprintln!("commit of {} ops: apply {:?} commit {:?}", outcomes.len(), t0 - t_apply, t0.elapsed()); }
     Ok(())
 }
 

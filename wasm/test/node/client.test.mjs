@@ -201,7 +201,6 @@ describe('errors', () => {
       [() => d.delete('fine', { lockStrategy: 'sometimes' }), /LOCK_STRATEGY/],
       [() => d.get(42), /COLLECTION_ID \(10\) must be a string/],
       [() => d.lock(), /LOCK_KEY \(66\) is required/],
-      [() => d.on('(unclosed', () => {}), /invalid notify path regex/],
     ];
     for (const [call, message] of cases) {
       const error = await rejection(call());
@@ -212,6 +211,18 @@ describe('errors', () => {
     }
     // Still usable.
     assert.equal(typeof (await d.count('people')), 'number');
+  });
+
+  it('rejects a notify pattern the server refuses, and forgets its handler', async () => {
+    const d = await db();
+    const error = await rejection(d.on('(unclosed', () => {}));
+    assert.ok(error instanceof Error);
+    assert.equal(error.kind, 'server');
+    assert.equal(error.status, 121);
+    assert.match(error.message, /invalid notify path regex/);
+    // Registering it again asks the server again (the failed one was dropped).
+    const again = await rejection(d.on('(unclosed', () => {}));
+    assert.equal(again.status, 121);
   });
 
   it('rejects values JSON cannot carry', async () => {
@@ -298,6 +309,20 @@ describe('notify', () => {
     await sleep(200);
     assert.equal(seen.length, 3, 'no notifications after off');
     assert.equal(posts.length, 1);
+  });
+
+  it('routes Rust regex syntax: inline flags, and patterns JavaScript cannot compile', async () => {
+    const watcher = await db();
+    const writer = await db();
+    const insensitive = [];
+    const rustOnly = [];
+    await watcher.on('(?i)^post:/casetest/', (path) => insensitive.push(path));
+    await watcher.on('^DELETE:/(?P<collection>casetest)/', (path) => rustOnly.push(path));
+    const doc = await writer.post('CaseTest', { n: 1 });
+    await writer.delete('CaseTest', { query: { id: doc.id } });
+    await eventually(() => insensitive.length === 1 && rustOnly.length === 1, 5_000, 'both notifications');
+    assert.deepEqual(insensitive, [`POST:/CaseTest/${doc.id}`]);
+    assert.deepEqual(rustOnly, [`DELETE:/CaseTest/${doc.id}`]);
   });
 
   it('keeps going when a handler throws or calls back into the client', async () => {

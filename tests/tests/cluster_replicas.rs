@@ -1,0 +1,92 @@
+//! The replication factor (spec section 4): POST stores a document on
+//! min(R, n) nodes. Storage is not visible to a client, so killing nodes
+//! shows it: with R = 1 one dead node of three can hold the only copy, so a
+//! read must say it may be incomplete (STATUS_SERVER_ERROR with a message);
+//! with R = 2 one dead node of three loses nothing.
+
+use canhazdb_tests::cluster::{id_difference, raw_ids};
+use canhazdb_tests::{cmd, status, ClusterOptions, TestCluster};
+use serde_json::{json, Value};
+
+async fn post_ids(cluster: &TestCluster, collection: &str, count: u64) -> Vec<String> {
+    let mut ids = Vec::new();
+    for index in 0..cluster.len() {
+        let mut conn = cluster.conn(index).await;
+        for n in 0..count / cluster.len() as u64 {
+            let document = conn.post(collection, json!({"n": n, "by": index})).await;
+            ids.push(document["id"].as_str().unwrap().to_owned());
+        }
+    }
+    ids
+}
+
+async fn assert_all_once(cluster: &TestCluster, index: usize, collection: &str, ids: &[String], when: &str) {
+    let name = cluster.name(index);
+    let mut conn = cluster.conn(index).await;
+    let reply = conn.call(cmd::GET, json!({"10": collection})).await;
+    assert_eq!(
+        reply.status,
+        status::OK,
+        "GET through {name} {when}: {}",
+        reply.describe()
+    );
+    let difference = id_difference(&raw_ids(reply.data()), ids);
+    assert!(difference.is_empty(), "GET through {name} {when}: {difference}");
+    assert_eq!(
+        conn.count(collection, Value::Null).await,
+        ids.len() as u64,
+        "COUNT through {name} {when}"
+    );
+}
+
+#[tokio::test]
+async fn with_one_replica_a_dead_node_makes_reads_possibly_incomplete() {
+    let mut cluster = TestCluster::start_with(ClusterOptions::new(3).replicas(1)).await;
+    let ids = post_ids(&cluster, "single", 12).await;
+    for index in 0..3 {
+        assert_all_once(&cluster, index, "single", &ids, "with every node up").await;
+    }
+    cluster.kill9(2);
+    cluster.wait_settled().await;
+    for index in 0..2 {
+        let name = cluster.name(index);
+        let mut conn = cluster.conn(index).await;
+        for (what, command) in [("GET", cmd::GET), ("COUNT", cmd::COUNT)] {
+            let reply = conn.call(command, json!({"10": "single"})).await;
+            assert_eq!(
+                reply.status,
+                status::SERVER_ERROR,
+                "{what} through {name} with n3 down and R=1: the only copy of some documents may be on n3, \
+                 so expected STATUS_SERVER_ERROR (124) with a message; observed {}",
+                reply.describe()
+            );
+            let message = reply.error_message().unwrap_or_default();
+            assert!(
+                !message.is_empty(),
+                "{what} through {name}: 124 must carry {{\"100\": message}}: {}",
+                reply.describe()
+            );
+        }
+    }
+    cluster.restart(2).await;
+    cluster.wait_settled().await;
+    for index in 0..3 {
+        assert_all_once(&cluster, index, "single", &ids, "after n3 returned").await;
+    }
+}
+
+#[tokio::test]
+async fn with_two_replicas_one_dead_node_of_three_loses_nothing() {
+    let mut cluster = TestCluster::start_with(ClusterOptions::new(3).replicas(2)).await;
+    let ids = post_ids(&cluster, "double", 15).await;
+    for victim in 0..3 {
+        cluster.kill9(victim);
+        cluster.wait_settled().await;
+        for index in (0..3).filter(|&index| index != victim) {
+            let when = format!("with {} down and R=2", cluster.name(victim));
+            assert_all_once(&cluster, index, "double", &ids, &when).await;
+        }
+        cluster.restart(victim).await;
+        cluster.wait_settled().await;
+    }
+}
