@@ -958,3 +958,67 @@ async fn store_handles_are_send_and_sync() {
     };
     assert_eq!(reader.join().unwrap(), 0);
 }
+
+/// Runs in a child process (see `acknowledged_writes_survive_kill_9`):
+/// inserts from many tasks and prints each id once its insert resolved.
+async fn insert_until_killed(dir: &str) {
+    use std::io::Write;
+    let store = Store::open(std::path::Path::new(dir), StoreOptions::default()).unwrap();
+    let (acked, mut acks) = tokio::sync::mpsc::unbounded_channel::<String>();
+    for task in 0..32 {
+        let store = store.clone();
+        let acked = acked.clone();
+        tokio::spawn(async move {
+            for i in 0.. {
+                let id = format!("t{task}-{i}");
+                store.insert("c", json!({"id": id, "n": i, "task": task}), vec!["n1".into()]).await.unwrap();
+                if acked.send(id).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    drop(acked);
+    let mut out = std::io::stdout().lock();
+    while let Some(id) = acks.recv().await {
+        writeln!(out, "acked {id}").unwrap();
+        out.flush().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_kill_9() {
+    use std::io::BufRead;
+    if let Ok(dir) = std::env::var("CANHAZDB_STORAGE_CHILD_DIR") {
+        insert_until_killed(&dir).await;
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "acknowledged_writes_survive_kill_9", "--nocapture", "--test-threads=1"])
+        .env("CANHAZDB_STORAGE_CHILD_DIR", dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut acked = Vec::new();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    while acked.len() < 500 {
+        let line = lines.next().expect("the child stopped early").unwrap();
+        if let Some(id) = line.strip_prefix("acked ") {
+            acked.push(id.to_owned());
+        }
+    }
+    child.kill().unwrap(); // SIGKILL: no chance to flush or close anything
+    child.wait().unwrap();
+    // Acks that were printed before the kill but not yet read count too.
+    acked.extend(lines.map_while(Result::ok).filter_map(|line| line.strip_prefix("acked ").map(str::to_owned)));
+
+    let started = std::time::Instant::now();
+    let store = open(&dir);
+    eprintln!("reopened after kill -9 in {:?}", started.elapsed());
+    let stored: HashSet<String> = ids(&find(&store, "c", json!({}))).into_iter().collect();
+    let missing: Vec<&String> = acked.iter().filter(|id| !stored.contains(*id)).collect();
+    assert!(missing.is_empty(), "{} acknowledged inserts lost: {:?}", missing.len(), &missing[..missing.len().min(5)]);
+    assert_eq!(count(&store, "c", json!({})), stored.len() as u64, "count matches the documents");
+    assert_eq!(count(&store, "c", json!({"task": {"$gte": 0}})), stored.len() as u64, "index matches the documents");
+}

@@ -31,6 +31,10 @@ use crate::{settle, settle_value};
 /// How often a client checks whether the server closed its connection, to
 /// stop keeping the process alive.
 const CLOSED_POLL: Duration = Duration::from_millis(200);
+/// How long the first connection waits for READY before reconnecting.
+const FIRST_READY_WAIT: Duration = Duration::from_millis(250);
+/// The longest wait for READY on one connection.
+const LONGEST_READY_WAIT: Duration = Duration::from_secs(2);
 /// Default for `createClient({ timeout })`, in milliseconds.
 const DEFAULT_CONNECT_TIMEOUT_MS: u32 = 10_000;
 
@@ -107,7 +111,7 @@ struct Handler {
     /// already queued for the handler are then dropped, not delivered.
     active: Arc<AtomicBool>,
     /// Tells the subscription's task to unsubscribe and report back.
-    stop: Option<oneshot::Sender<oneshot::Sender<Result<(), ClientError>>>>,
+    stop: Option<oneshot::Sender<StopReply>>,
 }
 
 type NotifyArgs = FnArgs<(String, String, String, String)>;
@@ -162,7 +166,10 @@ impl Client {
     ) -> napi::Result<PromiseRaw<'env, Vec<Value>>> {
         let client = self.inner.clone();
         let options = get_options(env, options);
-        settle_value(env, async move { Ok(client.get(&collection_id, options?).await?) })
+        settle_value(
+            env,
+            async move { Ok(client.get(&collection_id, options?).await?) },
+        )
     }
 
     /// The first document matching `options` (as `get` with `limit: 1`), or `null`.
@@ -175,7 +182,10 @@ impl Client {
     ) -> napi::Result<PromiseRaw<'env, Option<Value>>> {
         let client = self.inner.clone();
         let options = get_options(env, options);
-        settle_value(env, async move { Ok(client.get_one(&collection_id, options?).await?) })
+        settle_value(
+            env,
+            async move { Ok(client.get_one(&collection_id, options?).await?) },
+        )
     }
 
     /// How many documents of `collectionId` match `options.query`.
@@ -246,7 +256,10 @@ impl Client {
     ) -> napi::Result<PromiseRaw<'env, Vec<String>>> {
         let client = self.inner.clone();
         let options = write_options(env, options);
-        settle_value(env, async move { Ok(client.delete(&collection_id, options?).await?) })
+        settle_value(
+            env,
+            async move { Ok(client.delete(&collection_id, options?).await?) },
+        )
     }
 
     /// Waits until the lock on `key` (by convention a collection id) is
@@ -317,7 +330,9 @@ impl Client {
             let matches = candidate.pattern == pattern
                 && match &handler {
                     None => true,
-                    Some(handler) => same_value(env, candidate.function.borrow_back(env)?.raw(), handler.raw())?,
+                    Some(handler) => {
+                        same_value(env, candidate.function.borrow_back(env)?.raw(), handler.raw())?
+                    }
                 };
             if matches {
                 let mut removed = self.handlers.remove(index);
@@ -405,7 +420,7 @@ pub fn create_client<'env>(
         .map(|port| (host.clone(), port));
     settle(
         env,
-        async move { Ok(NativeClient::connect_ready(address?, timeout).await?) },
+        async move { connect_when_ready(address?, timeout).await },
         move |env, inner: NativeClient| {
             let keep_alive = KeepAlive::new(env)?;
             napi::bindgen_prelude::spawn(release_when_closed(inner.clone(), keep_alive.clone()));
@@ -418,6 +433,43 @@ pub fn create_client<'env>(
             })
         },
     )
+}
+
+/// Connects and waits for READY, for at most `timeout` in all.
+///
+/// A node sends READY only to connections made while it is healthy, so a
+/// connection made while it was not (a cluster still forming) would never
+/// see it: when READY does not come within a short wait, this reconnects,
+/// waiting longer each time, until the node is ready or `timeout` passed.
+async fn connect_when_ready(address: (String, u16), timeout: Duration) -> Result<NativeClient, Failure> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut patience = FIRST_READY_WAIT;
+    loop {
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let connect = tokio::time::timeout(remaining, NativeClient::connect(address.clone()));
+        let client = match connect.await {
+            Ok(connected) => connected?,
+            Err(_) => break,
+        };
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(patience.min(remaining), client.wait_ready()).await {
+            Ok(ready) => {
+                ready?;
+                return Ok(client);
+            }
+            Err(_) => client.close().await,
+        }
+        if tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        patience = (patience * 2).min(LONGEST_READY_WAIT);
+    }
+    Err(Failure::from(ClientError::Timeout).with_message(format!(
+        "{}:{} did not become ready within {} ms",
+        address.0,
+        address.1,
+        timeout.as_millis()
+    )))
 }
 
 /// Stops keeping the process alive once the connection is closed, whoever
@@ -438,14 +490,15 @@ fn notifier(
     handler: Arc<FunctionRef<NotifyArgs, Unknown<'static>>>,
     active: Arc<AtomicBool>,
 ) -> napi::Result<Notifier> {
-    let dispatch: Function<NotifyArgs, ()> = env.create_function_from_closure("canhazdbNotify", move |call| {
-        if !active.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        let arguments = (call.get(0)?, call.get(1)?, call.get(2)?, call.get(3)?);
-        handler.borrow_back(call.env)?.call(arguments.into())?;
-        Ok(())
-    })?;
+    let dispatch: Function<NotifyArgs, ()> =
+        env.create_function_from_closure("canhazdbNotify", move |call| {
+            if !active.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            let arguments = (call.get(0)?, call.get(1)?, call.get(2)?, call.get(3)?);
+            handler.borrow_back(call.env)?.call(arguments.into())?;
+            Ok(())
+        })?;
     dispatch
         .build_threadsafe_function::<Notification>()
         .weak::<true>()
@@ -463,35 +516,55 @@ fn notifier(
 type Notifier = ThreadsafeFunction<Notification, (), NotifyArgs, napi::Status, false, true>;
 
 /// One registration's task: hands each notification to the JS thread until
-/// the registration is removed (then unsubscribes) or the connection closes.
+/// `off()` removes the registration (then it unsubscribes and reports back)
+/// or the connection closes.
+///
+/// When the registration is dropped without `off()` (the `Client` object was
+/// garbage-collected while open) the handler keeps receiving, as the
+/// listeners of an open socket do, until the connection closes.
 async fn forward(
     client: NativeClient,
     mut subscription: Subscription,
     notify: Notifier,
-    mut stop: oneshot::Receiver<oneshot::Sender<Result<(), ClientError>>>,
+    stop: oneshot::Receiver<StopReply>,
 ) {
+    let mut stop = Some(stop);
     loop {
-        tokio::select! {
+        let event = tokio::select! {
             biased;
-            stopped = &mut stop => {
-                match stopped {
-                    Ok(done) => {
-                        let _ = done.send(client.off(subscription).await);
-                    }
-                    // The registration was dropped (`close()`): dropping the
-                    // subscription unregisters it without waiting.
-                    Err(_) => drop(subscription),
-                }
+            stopped = stop_requested(&mut stop) => Event::Stop(stopped),
+            notification = subscription.recv() => Event::Notification(notification),
+        };
+        match event {
+            Event::Stop(Some(done)) => {
+                let _ = done.send(client.off(subscription).await);
                 return;
             }
-            notification = subscription.recv() => match notification {
-                Some(notification) => {
-                    // Fails only while Node.js is shutting down.
-                    let _ = notify.call(notification, ThreadsafeFunctionCallMode::NonBlocking);
-                }
-                None => return,
-            },
+            Event::Stop(None) => stop = None,
+            Event::Notification(Some(notification)) => {
+                // Fails only while Node.js is shutting down.
+                let _ = notify.call(notification, ThreadsafeFunctionCallMode::NonBlocking);
+            }
+            Event::Notification(None) => return,
         }
+    }
+}
+
+/// Where `forward` reports the outcome of unsubscribing.
+type StopReply = oneshot::Sender<Result<(), ClientError>>;
+
+enum Event {
+    /// `off()` asked to stop (`Some`), or the registration was dropped (`None`).
+    Stop(Option<StopReply>),
+    /// A notification, or `None` once the connection is closed.
+    Notification(Option<Notification>),
+}
+
+/// The next stop request; never resolves once the registration is gone.
+async fn stop_requested(stop: &mut Option<oneshot::Receiver<StopReply>>) -> Option<StopReply> {
+    match stop {
+        Some(receiver) => receiver.await.ok(),
+        None => std::future::pending().await,
     }
 }
 
@@ -521,7 +594,11 @@ fn get_options(env: &Env, options: Option<GetOptions>) -> Result<NativeGetOption
     let limit = match options.limit {
         None => None,
         Some(limit) if limit.fract() == 0.0 && limit >= 0.0 && limit <= u32::MAX as f64 => Some(limit as u64),
-        Some(limit) => return Err(Failure::invalid(format!("limit must be a positive integer, not {limit}"))),
+        Some(limit) => {
+            return Err(Failure::invalid(format!(
+                "limit must be a positive integer, not {limit}"
+            )))
+        }
     };
     Ok(NativeGetOptions {
         query: convert::to_object(env, options.query, "query")?,

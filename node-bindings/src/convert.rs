@@ -69,7 +69,9 @@ fn convert(env: &Env, value: Unknown, depth: usize) -> Result<Option<Value>, Str
         ValueType::BigInt => return Err("contains a BigInt, which JSON cannot represent".into()),
         ValueType::Object => {
             if depth == 0 {
-                return Err(format!("is nested more than {MAX_DEPTH} levels deep (or is cyclic)"));
+                return Err(format!(
+                    "is nested more than {MAX_DEPTH} levels deep (or is cyclic)"
+                ));
             }
             let object = unsafe { value.cast::<Object>() }.map_err(napi_error)?;
             if let Some(replacement) = to_json_method(&object).map_err(napi_error)? {
@@ -135,5 +137,7 @@ fn own_keys(env: &Env, object: &Object) -> napi::Result<Vec<String>> {
         )
     })?;
     let names = unsafe { Array::from_napi_value(env.raw(), names)? };
-    (0..names.len()).map(|index| names.get_element::<String>(index)).collect()
+    (0..names.len())
+        .map(|index| names.get_element::<String>(index))
+        .collect()
 }

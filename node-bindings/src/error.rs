@@ -53,6 +53,14 @@ impl Failure {
         }
     }
 
+    /// The same failure, described differently.
+    pub fn with_message(self, message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            ..self
+        }
+    }
+
     /// Builds the JS `Error` (on the JS thread) and wraps it so that napi
     /// rejects the promise with exactly that object.
     pub fn into_napi(self, env: &Env) -> napi::Error {
@@ -95,12 +103,17 @@ impl From<ClientError> for Failure {
             // The server's own words when it sent some; otherwise the
             // status name ("STATUS_LOCKED").
             ClientError::Server {
-                message: Some(message), ..
+                message: Some(message),
+                ..
             } => message,
             ClientError::InvalidArgument(message) => message,
             other => other.to_string(),
         };
-        Failure { message, status, code }
+        Failure {
+            message,
+            status,
+            code,
+        }
     }
 }
 

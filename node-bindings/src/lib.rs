@@ -11,6 +11,10 @@
 //! conversion on the way out, [`convert`] (JSON.stringify's rules) on the
 //! way in. Failures become `Error`s with `status` and `code` ([`error`]).
 
+// napi-derive registers the exports only outside `cfg(test)`, so a test
+// build (`cargo clippy --all-targets`) would see them as dead code.
+#![cfg_attr(test, allow(dead_code))]
+
 use std::future::Future;
 
 use napi::bindgen_prelude::{PromiseRaw, ToNapiValue};
@@ -59,17 +63,24 @@ pub const LOCK_STRATEGY_WAIT: u32 = 65;
 /// Runs `future` on napi's tokio runtime and returns a promise for it: on
 /// success `convert` (on the JS thread) turns the output into the resolved
 /// value; a [`Failure`] rejects the promise with a proper JS `Error`.
-pub(crate) fn settle<'env, T, V, F, C>(env: &'env Env, future: F, convert: C) -> napi::Result<PromiseRaw<'env, V>>
+pub(crate) fn settle<'env, T, V, F, C>(
+    env: &'env Env,
+    future: F,
+    convert: C,
+) -> napi::Result<PromiseRaw<'env, V>>
 where
     T: Send + 'static,
     V: ToNapiValue,
     F: Future<Output = Result<T, Failure>> + Send + 'static,
     C: FnOnce(&'env Env, T) -> napi::Result<V> + 'static,
 {
-    env.spawn_future_with_callback(async move { Ok(future.await) }, move |env, outcome| match outcome {
-        Ok(value) => convert(env, value),
-        Err(failure) => Err(failure.into_napi(env)),
-    })
+    env.spawn_future_with_callback(
+        async move { Ok(future.await) },
+        move |env, outcome| match outcome {
+            Ok(value) => convert(env, value),
+            Err(failure) => Err(failure.into_napi(env)),
+        },
+    )
 }
 
 /// [`settle`] for outputs that are already JS-convertible.

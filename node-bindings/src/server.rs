@@ -134,7 +134,9 @@ pub fn create_server<'env>(
     env: &'env Env,
     options: Option<ServerOptions>,
 ) -> napi::Result<PromiseRaw<'env, Server>> {
-    let started = options.map_or_else(|| Ok(default_options()), config).and_then(Control::spawn);
+    let started = options
+        .map_or_else(|| Ok(default_options()), config)
+        .and_then(Control::spawn);
     settle(
         env,
         async move {
@@ -292,7 +294,11 @@ impl Control {
     }
 
     fn signal_stop(&self) {
-        let stop = self.stop.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        let stop = self
+            .stop
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
         if let Some(stop) = stop {
             let _ = stop.send(());
         }

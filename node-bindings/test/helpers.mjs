@@ -29,13 +29,19 @@ let serial = 0
 export async function startServer (options = {}) {
   const dataDir = options.dataDir ?? tempDir()
   serial += 1
-  const server = await canhazdb.createServer({
-    host: '127.0.0.1',
-    port: 0,
-    nodeName: `test-${process.pid}-${serial}`,
-    dataDir,
-    ...options
-  })
+  let server
+  try {
+    server = await canhazdb.createServer({
+      host: '127.0.0.1',
+      port: 0,
+      nodeName: `test-${process.pid}-${serial}`,
+      dataDir,
+      ...options
+    })
+  } catch (error) {
+    if (!options.dataDir) removeDir(dataDir)
+    throw error
+  }
   return {
     server,
     dataDir,

@@ -351,6 +351,9 @@ impl TestCluster {
     pub fn log_excerpts(&self, bytes: usize) -> String {
         let mut text = String::new();
         for node in &self.nodes {
+            for panic in node.logged_panics(3) {
+                text.push_str(&format!("--- {} logged a panic: {panic}\n", node.node_name()));
+            }
             text.push_str(&format!(
                 "--- {} log tail ---\n{}\n",
                 node.node_name(),

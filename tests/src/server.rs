@@ -160,6 +160,23 @@ impl TestServer {
         log[start..].to_owned()
     }
 
+    /// Up to `max` panics the server logged, each with the line after it
+    /// (the panic message).
+    pub fn logged_panics(&self, max: usize) -> Vec<String> {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines
+            .iter()
+            .enumerate()
+            .filter(|(_, line)| line.contains("panicked at"))
+            .take(max)
+            .map(|(at, line)| match lines.get(at + 1) {
+                Some(message) => format!("{line}\n    {message}"),
+                None => (*line).to_owned(),
+            })
+            .collect()
+    }
+
     /// The server's process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
@@ -288,12 +305,30 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         self.kill9();
         if std::thread::panicking() {
+            // A panic inside the server is the most useful line of a long log.
+            let panics = self.logged_panics(5);
+            if !panics.is_empty() {
+                eprintln!(
+                    "--- canhazdb {} logged panics ---\n{}",
+                    self.node_name,
+                    panics.join("\n")
+                );
+            }
             eprintln!(
                 "--- canhazdb {} log tail ({}) ---\n{}\n--- end of log ---",
                 self.node_name,
                 self.log_path().display(),
                 self.log_tail(3000)
             );
+            if let Some(keep) = std::env::var_os("CANHAZDB_IT_KEEP_LOGS") {
+                // Keep the whole log for a bug report (the data dir goes).
+                let keep = PathBuf::from(keep);
+                let _ = std::fs::create_dir_all(&keep);
+                let name = format!("{}-{}.log", self.node_name, self.port);
+                if std::fs::copy(self.log_path(), keep.join(&name)).is_ok() {
+                    eprintln!("(full log kept as {})", keep.join(name).display());
+                }
+            }
         }
     }
 }

@@ -75,6 +75,53 @@ async fn post_all(cluster: &TestCluster, collection: &str, count: u64) -> Vec<Va
     documents
 }
 
+/// Every pair of distinct node indexes below `n`.
+fn all_pairs(n: usize) -> Vec<[usize; 2]> {
+    (0..n).flat_map(|a| (a + 1..n).map(move |b| [a, b])).collect()
+}
+
+/// Kills the two nodes of `pair`, waits until the survivors notice, asserts
+/// that every survivor answers GET and COUNT completely with `expected`
+/// (a document whose first replicas are the dead nodes is answered from its
+/// next copy), then restarts the pair and waits until the cluster settled.
+async fn kill_pair_and_check(
+    cluster: &mut TestCluster,
+    pair: [usize; 2],
+    collection: &str,
+    expected: &[Value],
+    context: &str,
+) {
+    let names = format!("{} and {}", cluster.name(pair[0]), cluster.name(pair[1]));
+    for index in pair {
+        cluster.kill9(index);
+    }
+    // Observation only: a read racing the deaths may still fan out to
+    // them (the coordinator did not notice yet).
+    let survivor = (0..cluster.len()).find(|index| !pair.contains(index)).unwrap();
+    let racing = canhazdb_tests::cluster::try_get(cluster.addr(survivor), collection, Value::Null).await;
+    eprintln!(
+        "GET through {} right after killing {names}: {}",
+        cluster.name(survivor),
+        match &racing {
+            Ok(reply) if reply.status == status::OK => {
+                format!("OK, {} documents", reply.data().as_array().map_or(0, Vec::len))
+            }
+            Ok(reply) => reply.describe(),
+            Err(error) => error.clone(),
+        }
+    );
+    // The survivors notice (bounded), then must answer completely.
+    cluster.wait_settled().await;
+    for index in (0..cluster.len()).filter(|index| !pair.contains(index)) {
+        let when = format!("with {names} killed{context}");
+        assert_complete(cluster, index, collection, expected, &when).await;
+    }
+    for index in pair {
+        cluster.restart(index).await;
+    }
+    cluster.wait_settled().await;
+}
+
 #[tokio::test]
 async fn any_two_of_five_nodes_can_die_without_losing_a_document() {
     let mut cluster = TestCluster::start_with(ClusterOptions::new(5).replicas(3)).await;
@@ -82,41 +129,9 @@ async fn any_two_of_five_nodes_can_die_without_losing_a_document() {
     for index in 0..5 {
         assert_complete(&cluster, index, "survive", &documents, "with every node up").await;
     }
-    for pair in [[0, 1], [2, 4], [1, 3]] {
-        let names = format!("{} and {}", cluster.name(pair[0]), cluster.name(pair[1]));
-        for index in pair {
-            cluster.kill9(index);
-        }
-        // Observation only: a read racing the deaths may still fan out to
-        // them (the coordinator did not notice yet).
-        let survivor = (0..5).find(|index| !pair.contains(index)).unwrap();
-        let racing = canhazdb_tests::cluster::try_get(cluster.addr(survivor), "survive", Value::Null).await;
-        eprintln!(
-            "GET through {} right after killing {names}: {}",
-            cluster.name(survivor),
-            match &racing {
-                Ok(reply) if reply.status == status::OK =>
-                    format!("OK, {} documents", reply.data().as_array().map_or(0, Vec::len)),
-                Ok(reply) => reply.describe(),
-                Err(error) => error.clone(),
-            }
-        );
-        // The survivors notice (bounded), then must answer completely.
-        cluster.wait_settled().await;
-        for index in (0..5).filter(|index| !pair.contains(index)) {
-            assert_complete(
-                &cluster,
-                index,
-                "survive",
-                &documents,
-                &format!("with {names} killed"),
-            )
-            .await;
-        }
-        for index in pair {
-            cluster.restart(index).await;
-        }
-        cluster.wait_settled().await;
+    // Every pair: each document's copy on each node answers some read.
+    for pair in all_pairs(5) {
+        kill_pair_and_check(&mut cluster, pair, "survive", &documents, "").await;
     }
     for index in 0..5 {
         assert_complete(&cluster, index, "survive", &documents, "after every restart").await;
@@ -215,6 +230,18 @@ async fn writes_on_five_nodes_list_each_id_once_with_and_without_dead_nodes() {
     cluster.wait_settled().await;
     for index in 0..5 {
         assert_complete(&cluster, index, "exact", &documents, "after n1 and n5 returned").await;
+    }
+    // Every copy on n5 answers some read once two of n1..n4 are dead: all
+    // of them must be the latest versions too.
+    for pair in all_pairs(4) {
+        kill_pair_and_check(
+            &mut cluster,
+            pair,
+            "exact",
+            &documents,
+            " (after n1 and n5 returned)",
+        )
+        .await;
     }
     // Each remaining id is listed once by a PATCH through a returned node.
     let remaining = ids_where(&documents, &|_| true);

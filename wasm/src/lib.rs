@@ -123,7 +123,7 @@ export interface CanhazdbError extends Error {
   kind: 'server' | 'invalid' | 'disconnected' | 'protocol';
   /** The status byte: 121 BAD_REQUEST, 122 NOT_FOUND, 124 SERVER_ERROR, 125 SERVER_UNHEALTHY, 126 SERVER_CLOSED, 127 LOCKED. */
   status?: number;
-  /** The status's name, e.g. `'LOCKED'`. */
+  /** The status's name in the spec, e.g. `'STATUS_LOCKED'`. */
   statusName?: string;
 }
 
@@ -311,6 +311,7 @@ struct Connection {
     closed: bool,
     close_waiters: Vec<Function>,
     on_message: Option<Closure<dyn FnMut(MessageEvent)>>,
+    on_error: Option<Closure<dyn FnMut(web_sys::Event)>>,
     /// A handle to give to `connect`'s caller; set once the state is shared.
     this: Option<std::rc::Weak<RefCell<Connection>>>,
 }
@@ -333,7 +334,11 @@ fn make_error(message: &str, kind: &str, status: Option<u8>) -> JsValue {
     if let Some(code) = status {
         set(&error, "status", &JsValue::from(code));
         let name = Status::from_u8(code).map(Status::name);
-        set(&error, "statusName", &name.map(JsValue::from_str).unwrap_or(JsValue::UNDEFINED));
+        set(
+            &error,
+            "statusName",
+            &name.map(JsValue::from_str).unwrap_or(JsValue::UNDEFINED),
+        );
     }
     error
 }
@@ -345,7 +350,11 @@ fn invalid(message: impl std::fmt::Display) -> JsValue {
 
 fn client_error(error: ClientError) -> JsValue {
     match error {
-        ClientError::Server { status, code, message } => {
+        ClientError::Server {
+            status,
+            code,
+            message,
+        } => {
             let message = message.unwrap_or_else(|| match status {
                 Some(status) => status.name().to_owned(),
                 None => format!("status {code}"),
@@ -396,7 +405,11 @@ fn response_value(response: Response, shape: Shape) -> JsValue {
         Response::Document(document) | Response::Info(document) => from_json(&document),
         Response::Documents(documents) => from_json(&Value::Array(documents)),
         Response::Count(count) => JsValue::from_f64(count as f64),
-        Response::Ids(ids) => ids.iter().map(|id| JsValue::from_str(id)).collect::<Array>().into(),
+        Response::Ids(ids) => ids
+            .iter()
+            .map(|id| JsValue::from_str(id))
+            .collect::<Array>()
+            .into(),
         Response::LockId(id) => JsValue::from_str(&id),
         Response::Done => JsValue::UNDEFINED,
         Response::Raw { reply, .. } => reply.data.as_ref().map(from_json).unwrap_or(JsValue::UNDEFINED),
@@ -525,7 +538,11 @@ impl Connection {
 
     fn fail_protocol(&mut self, message: &str) {
         if self.failure.is_none() {
-            self.failure = Some(make_error(&format!("protocol error: {message}"), "protocol", None));
+            self.failure = Some(make_error(
+                &format!("protocol error: {message}"),
+                "protocol",
+                None,
+            ));
         }
         // 4002: an application close code (browsers refuse 1002 from a page).
         let _ = self.socket.close_with_code_and_reason(4002, "protocol error");
@@ -566,10 +583,14 @@ impl Connection {
             }
         }
         match result {
-            Ok(response) => actions.push(Action::Call(pending.resolve, response_value(response, pending.shape))),
-            Err(ClientError::Disconnected) if self.failure.is_some() => {
-                actions.push(Action::Call(pending.reject, self.failure.clone().unwrap_or_default()))
-            }
+            Ok(response) => actions.push(Action::Call(
+                pending.resolve,
+                response_value(response, pending.shape),
+            )),
+            Err(ClientError::Disconnected) if self.failure.is_some() => actions.push(Action::Call(
+                pending.reject,
+                self.failure.clone().unwrap_or_default(),
+            )),
             Err(error) => actions.push(Action::Call(pending.reject, client_error(error))),
         }
     }
@@ -598,9 +619,11 @@ impl Connection {
         }
         self.closed = true;
         self.socket.set_onmessage(None);
+        self.socket.set_onerror(None);
         self.socket.set_onclose(None);
-        // Dropping the message handler here is safe: this runs in the close handler.
+        // Not run by these handlers, so dropping them is safe.
         self.on_message = None;
+        self.on_error = None;
         if let Some((timer, _closure)) = self.connect_timer.take() {
             clear_timeout(&timer);
         }
@@ -615,7 +638,11 @@ impl Connection {
         }
         if let Some((_, reject)) = self.connecting.take() {
             let error = self.failure.clone().unwrap_or_else(|| {
-                make_error(&format!("could not connect to {}", self.url), "disconnected", None)
+                make_error(
+                    &format!("could not connect to {}", self.url),
+                    "disconnected",
+                    None,
+                )
             });
             actions.push(Action::Call(reject, error));
         }
@@ -636,7 +663,9 @@ impl Connection {
         let event = match CustomEvent::new_with_event_init_dict("close", &init) {
             Ok(event) => Some(event.into()),
             // Node.js 18 has Event but no CustomEvent.
-            Err(_) => web_sys::Event::new("close").ok().inspect(|event| set(event, "detail", &detail)),
+            Err(_) => web_sys::Event::new("close")
+                .ok()
+                .inspect(|event| set(event, "detail", &detail)),
         };
         if let Some(event) = event {
             actions.push(Action::Dispatch(self.events.clone(), event));
@@ -656,9 +685,14 @@ pub struct Database {
 /// Opens a WebSocket to a canhazdb server (`ws://host:port`, the server's
 /// `--ws-port`) and resolves once the server sent READY.
 #[wasm_bindgen(unchecked_return_type = "Promise<Database>")]
-pub fn connect(url: &str, #[wasm_bindgen(unchecked_param_type = "ConnectOptions")] options: Option<Object>) -> Promise {
+pub fn connect(
+    url: &str,
+    #[wasm_bindgen(unchecked_optional_param_type = "ConnectOptions")] options: Option<Object>,
+) -> Promise {
     let options: JsValue = options.map(Into::into).unwrap_or(JsValue::UNDEFINED);
-    let timeout = get(&options, "timeout").as_f64().unwrap_or(DEFAULT_CONNECT_TIMEOUT_MS);
+    let timeout = get(&options, "timeout")
+        .as_f64()
+        .unwrap_or(DEFAULT_CONNECT_TIMEOUT_MS);
     let socket = match WebSocket::new(url) {
         Ok(socket) => socket,
         Err(error) => return Promise::reject(&error),
@@ -684,6 +718,7 @@ pub fn connect(url: &str, #[wasm_bindgen(unchecked_param_type = "ConnectOptions"
         closed: false,
         close_waiters: Vec::new(),
         on_message: None,
+        on_error: None,
         this: None,
     }));
     inner.borrow_mut().this = Some(Rc::downgrade(&inner));
@@ -707,16 +742,39 @@ pub fn connect(url: &str, #[wasm_bindgen(unchecked_param_type = "ConnectOptions"
     });
     socket.set_onclose(Some(on_close.unchecked_ref()));
 
+    // Browsers follow an error with a close event; some WebSocket
+    // implementations (Node.js 20's, for a connection that never opened) do
+    // not. If no close event came by the next task, act as if one did.
+    let state = inner.clone();
+    let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(move |_event: web_sys::Event| {
+        let state = state.clone();
+        let fallback = Closure::once_into_js(move || {
+            let mut actions = Vec::new();
+            state
+                .borrow_mut()
+                .closed(1006, String::new(), false, &mut actions);
+            run(actions);
+        });
+        set_timeout(fallback.unchecked_ref(), 0.0);
+    });
+    socket.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+    inner.borrow_mut().on_error = Some(on_error);
+
     if timeout > 0.0 {
         let state = Rc::downgrade(&inner);
         let on_timeout = Closure::<dyn FnMut()>::new(move || {
             let Some(state) = state.upgrade() else { return };
-            let mut state = state.borrow_mut();
-            if state.connecting.is_some() && state.failure.is_none() {
-                let message = format!("no READY from {} within {timeout} ms", state.url);
-                state.failure = Some(make_error(&message, "disconnected", None));
-                let _ = state.socket.close();
+            let mut actions = Vec::new();
+            {
+                let mut state = state.borrow_mut();
+                if state.connecting.is_some() && !state.closed {
+                    let message = format!("no READY from {} within {timeout} ms", state.url);
+                    state.failure = Some(make_error(&message, "disconnected", None));
+                    let _ = state.socket.close();
+                    state.closed(1006, String::new(), false, &mut actions);
+                }
             }
+            run(actions);
         });
         let timer = set_timeout(on_timeout.as_ref().unchecked_ref(), timeout);
         inner.borrow_mut().connect_timer = Some((timer, on_timeout));
@@ -733,7 +791,13 @@ impl Database {
     }
 
     /// PUT or PATCH.
-    fn write(&self, command: Command, collection: JsValue, data: JsValue, options: Option<Object>) -> Promise {
+    fn write(
+        &self,
+        command: Command,
+        collection: JsValue,
+        data: JsValue,
+        options: Option<Object>,
+    ) -> Promise {
         let options = JsValue::from(options);
         let request = (|| {
             Self::collection(&collection)?
@@ -761,7 +825,7 @@ impl Database {
         &self,
         #[wasm_bindgen(unchecked_param_type = "string")] collection: JsValue,
         #[wasm_bindgen(unchecked_param_type = "JsonObject")] doc: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "PostOptions")] options: Option<Object>,
+        #[wasm_bindgen(unchecked_optional_param_type = "PostOptions")] options: Option<Object>,
     ) -> Promise {
         let options = JsValue::from(options);
         let request = (|| {
@@ -778,7 +842,7 @@ impl Database {
     pub fn get(
         &self,
         #[wasm_bindgen(unchecked_param_type = "string")] collection: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "GetOptions")] options: Option<Object>,
+        #[wasm_bindgen(unchecked_optional_param_type = "GetOptions")] options: Option<Object>,
     ) -> Promise {
         let options = JsValue::from(options);
         let request = (|| {
@@ -797,7 +861,7 @@ impl Database {
     pub fn get_one(
         &self,
         #[wasm_bindgen(unchecked_param_type = "string")] collection: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "Omit<GetOptions, 'limit'>")] options: Option<Object>,
+        #[wasm_bindgen(unchecked_optional_param_type = "Omit<GetOptions, 'limit'>")] options: Option<Object>,
     ) -> Promise {
         let options = JsValue::from(options);
         let request = (|| {
@@ -816,7 +880,7 @@ impl Database {
     pub fn count(
         &self,
         #[wasm_bindgen(unchecked_param_type = "string")] collection: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "QueryOptions")] options: Option<Object>,
+        #[wasm_bindgen(unchecked_optional_param_type = "QueryOptions")] options: Option<Object>,
     ) -> Promise {
         let options = JsValue::from(options);
         let request = (|| {
@@ -834,7 +898,7 @@ impl Database {
         &self,
         #[wasm_bindgen(unchecked_param_type = "string")] collection: JsValue,
         #[wasm_bindgen(unchecked_param_type = "JsonObject")] data: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "WriteOptions")] options: Option<Object>,
+        #[wasm_bindgen(unchecked_optional_param_type = "WriteOptions")] options: Option<Object>,
     ) -> Promise {
         self.write(Command::Put, collection, data, options)
     }
@@ -846,7 +910,7 @@ impl Database {
         &self,
         #[wasm_bindgen(unchecked_param_type = "string")] collection: JsValue,
         #[wasm_bindgen(unchecked_param_type = "JsonObject")] data: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "WriteOptions")] options: Option<Object>,
+        #[wasm_bindgen(unchecked_optional_param_type = "WriteOptions")] options: Option<Object>,
     ) -> Promise {
         self.write(Command::Patch, collection, data, options)
     }
@@ -856,7 +920,7 @@ impl Database {
     pub fn delete(
         &self,
         #[wasm_bindgen(unchecked_param_type = "string")] collection: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "WriteOptions")] options: Option<Object>,
+        #[wasm_bindgen(unchecked_optional_param_type = "WriteOptions")] options: Option<Object>,
     ) -> Promise {
         let options = JsValue::from(options);
         let request = (|| {
@@ -880,7 +944,10 @@ impl Database {
 
     /// Releases a lock this connection holds (NOT_FOUND otherwise).
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
-    pub fn unlock(&self, #[wasm_bindgen(js_name = lockId, unchecked_param_type = "string")] lock_id: JsValue) -> Promise {
+    pub fn unlock(
+        &self,
+        #[wasm_bindgen(js_name = lockId, unchecked_param_type = "string")] lock_id: JsValue,
+    ) -> Promise {
         let mut payload = Payload::new();
         let request = (|| payload.put(Key::LockId, &lock_id)?.request(Command::Unlock))();
         self.send(request, Shape::Nothing)
@@ -926,7 +993,7 @@ impl Database {
     pub fn off(
         &self,
         pattern: &str,
-        #[wasm_bindgen(unchecked_param_type = "NotifyHandler")] handler: Option<Function>,
+        #[wasm_bindgen(unchecked_optional_param_type = "NotifyHandler")] handler: Option<Function>,
     ) -> Promise {
         let mut inner = self.inner.borrow_mut();
         if !inner.subscriptions.remove(pattern, handler.as_ref()) || !inner.is_open() {

@@ -75,7 +75,7 @@ impl Report {
             out.push_str(&table(&self.tests, &mut notes));
         }
         if !self.single.is_empty() {
-            out.push_str("\nSingle-request latency (one request in flight)\n");
+            out.push_str("\nSingle-request latency (one connection, one request in flight)\n");
             out.push_str(&table(&self.single, &mut notes));
         }
         if !notes.is_empty() {

@@ -13,7 +13,6 @@ use canhazdb_core::internal::{InternalReply, InternalRequest, Repair};
 
 use super::local;
 use super::RepairState;
-use crate::server::locks::{LockGuard, LockOwner};
 use crate::server::node::Node;
 
 /// One repair round: fetch this node's records from every reachable peer,
@@ -60,14 +59,9 @@ pub async fn run_round(node: &Arc<Node>) {
     }
     let mut repaired_documents: BTreeSet<(String, String)> = BTreeSet::new();
     for (collection, documents) in by_collection {
-        let owner = LockOwner {
-            origin: me.clone(),
-            connection: 0,
-        };
-        let Ok(entry) = node.locks.lock(&collection, &owner).await else {
+        let Ok(Some(_lease)) = node.write_leases.enter(&collection, true, false).await else {
             continue;
         };
-        let _guard = LockGuard::new(node.locks.clone(), entry);
         for document_id in documents {
             if repair_document(node, &collection, &document_id).await {
                 repaired_documents.insert((collection.clone(), document_id));

@@ -13,7 +13,7 @@ use canhazdb_core::notify::{notify_path, Method};
 use canhazdb_core::protocol::{Code, Command, LockStrategy, Status};
 use serde_json::Value;
 
-use super::locks::{LockFailure, LockGuard, LockOwner};
+use super::locks::LockFailure;
 use super::node::Node;
 use super::session::SessionContext;
 use super::system;
@@ -214,7 +214,7 @@ async fn respect_lock(node: &Node, collection: &CollectionId, lock: &LockOptions
 }
 
 fn locked(collection: &CollectionId) -> Failure {
-    Failure(Status::Locked, Some(format!("collection {collection:?} is locked")))
+    Failure(Status::Locked, Some(format!("collection \"{collection}\" is locked")))
 }
 
 /// PUT, PATCH and DELETE: each takes the collection's lock for its own
@@ -229,19 +229,13 @@ async fn update(
     // Validate before waiting for a lock.
     ReadOptions::with_query(query.clone()).parse_query()?;
     let key = collection.as_str();
-    let _guard = if node.locks.is_held_by(key, lock.lock_id.as_deref()) {
+    let _lease = if node.locks.is_held_by(key, lock.lock_id.as_deref()) {
         None
     } else {
-        let owner = LockOwner {
-            origin: node.name.clone(),
-            // Connection 0 is never a client's: this lock belongs to the write itself.
-            connection: 0,
-        };
-        let entry = match lock.strategy {
-            LockStrategy::Fail => node.locks.try_lock(key, &owner).await?.ok_or_else(|| locked(collection))?,
-            LockStrategy::Wait => node.locks.lock(key, &owner).await?,
-        };
-        Some(LockGuard::new(node.locks.clone(), entry))
+        let one_at_a_time = !node.cluster.is_alone();
+        let fail_if_locked = lock.strategy == LockStrategy::Fail;
+        let lease = node.write_leases.enter(key, one_at_a_time, fail_if_locked).await?;
+        Some(lease.ok_or_else(|| locked(collection))?)
     };
     let method = match change {
         Change::Replace(_) => Method::Put,

@@ -328,6 +328,11 @@ impl LockManager {
         holder.is_some() && holder == lock_id
     }
 
+    /// Whether anyone waits behind the holder of `key`.
+    pub fn has_waiters(&self, key: &str) -> bool {
+        self.state().table.queue(key).nth(1).is_some()
+    }
+
     /// Waits until a write carrying `lock_id` may touch `key`.
     pub async fn wait_until_writable(&self, key: &str, lock_id: Option<&str>) {
         loop {
@@ -359,36 +364,6 @@ fn new_entry(key: &str, owner: &LockOwner) -> LockEntry {
         key: key.to_owned(),
         origin: owner.origin.clone(),
         connection: owner.connection,
-    }
-}
-
-/// Releases a lock when dropped: the lock a PUT/PATCH/DELETE takes for its
-/// own duration must be freed however the write ends (even if its task is
-/// cancelled), so the release runs as a task of its own.
-pub struct LockGuard {
-    manager: Arc<LockManager>,
-    lock_id: Option<String>,
-}
-
-impl LockGuard {
-    pub fn new(manager: Arc<LockManager>, entry: LockEntry) -> Self {
-        LockGuard {
-            manager,
-            lock_id: Some(entry.id),
-        }
-    }
-}
-
-impl Drop for LockGuard {
-    fn drop(&mut self) {
-        if let Some(lock_id) = self.lock_id.take() {
-            let manager = self.manager.clone();
-            tokio::spawn(async move {
-                if let Err(error) = manager.release(&lock_id).await {
-                    tracing::warn!(%error, lock_id, "could not release a write's lock");
-                }
-            });
-        }
     }
 }
 

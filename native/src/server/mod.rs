@@ -16,6 +16,7 @@ pub mod session;
 pub mod system;
 pub mod tcp;
 pub mod websocket;
+pub mod write_lease;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -108,12 +109,14 @@ impl RunningServer {
         })?;
         let ws_listener = match &config.ws {
             None => None,
-            Some(address) => Some(TcpListener::bind(address).await.map_err(|source| ServerError::Listen {
+            Some(address) => Some(listen(address).await.map_err(|source| ServerError::Listen {
                 address: address.clone(),
                 source,
             })?),
         };
-        let ws_local_addr = ws_listener.as_ref().and_then(|listener| listener.local_addr().ok());
+        let ws_local_addr = ws_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok());
         let me = node::member(&config.node_name, &config.host, local_addr.port());
         let (me_name, me_address) = (me.name.clone(), me.address.clone());
         let cluster = Cluster::open(&config.data_dir, me, &config.join, config.replicas).map_err(ServerError::Cluster)?;

@@ -9,6 +9,7 @@ use tokio_util::task::TaskTracker;
 
 use super::locks::LockManager;
 use super::notify::NotifyHub;
+use super::write_lease::WriteLeases;
 use super::session::ConnectionId;
 use crate::cluster::consensus::Consensus;
 use crate::cluster::Cluster;
@@ -24,6 +25,8 @@ pub struct Node {
     pub cluster: Cluster,
     pub locks: Arc<LockManager>,
     pub consensus: Consensus,
+    /// The collection locks of the writes this node coordinates.
+    pub write_leases: Arc<WriteLeases>,
     pub notify: NotifyHub,
     pub max_frame_bytes: usize,
     /// Requests in flight per connection before the reader stops reading.
@@ -43,11 +46,13 @@ impl Node {
     ) -> Self {
         let member = cluster.me().clone();
         let (host, port) = split_address(&member.address);
+        let write_leases = WriteLeases::new(locks.clone(), &member.name);
         Node {
             name: member.name,
             advertised_host: host,
             port,
             store,
+            write_leases,
             cluster,
             locks,
             consensus,

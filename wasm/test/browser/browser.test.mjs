@@ -8,7 +8,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { chromium } from 'playwright-core';
 import { createStaticServer } from '../../../examples/browser/serve.mjs';
-import { root, startServer, within } from '../lib/server.mjs';
+import { root, startServer } from '../lib/server.mjs';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const ARTIFACTS = path.join(root, 'wasm', 'test', 'artifacts');
@@ -28,6 +28,7 @@ before(async () => {
     routes: {
       '/pkg/': path.join(root, 'wasm', 'pkg'),
       '/test/': path.join(root, 'wasm', 'test', 'browser'),
+      '/example/pkg/': path.join(root, 'wasm', 'pkg'),
       '/example/': path.join(root, 'examples', 'browser'),
     },
   });
@@ -142,7 +143,7 @@ describe('in headless Chromium', () => {
     assert.equal(badQuery.isError, true);
     assert.equal(badQuery.kind, 'server');
     assert.equal(badQuery.status, 121);
-    assert.equal(badQuery.statusName, 'BAD_REQUEST');
+    assert.equal(badQuery.statusName, 'STATUS_BAD_REQUEST');
     assert.match(badQuery.message, /\$where/);
 
     const notFound = await settle(page, () => window.db.unlock('nope'));
@@ -171,25 +172,31 @@ describe('in headless Chromium', () => {
     const failFast = await settle(other, () => window.db.post('contended', { who: 'other' }, { lockStrategy: 'fail' }));
     assert.equal(failFast.ok, false);
     assert.equal(failFast.status, 127);
-    assert.equal(failFast.statusName, 'LOCKED');
+    assert.equal(failFast.statusName, 'STATUS_LOCKED');
 
     await other.evaluate(() => {
       window.waited = null;
       window.db.post('contended', { who: 'waiter' }).then((doc) => (window.waited = doc));
-      window.db.lock('contended').then((id) => (window.otherLock = id));
     });
     await holder.evaluate((lockId) => window.db.post('contended', { who: 'holder' }, { lockId }), lockId);
     await new Promise((resolve) => setTimeout(resolve, 300));
     assert.equal(await other.evaluate(() => window.waited), null, 'the write waits for the lock');
 
     await holder.evaluate((lockId) => window.db.unlock(lockId), lockId);
-    await other.waitForFunction(() => window.waited && window.otherLock, null, { timeout: 10_000 });
+    await other.waitForFunction(() => window.waited, null, { timeout: 10_000 });
     assert.equal(await other.evaluate(() => window.waited.who), 'waiter');
 
-    // The second page's lock goes away with its page.
+    // A lock held by a page goes away with the page.
+    await other.evaluate(() => window.db.lock('contended'));
+    await holder.evaluate(() => {
+      window.heldAgain = null;
+      window.db.lock('contended').then((id) => (window.heldAgain = id));
+    });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(await holder.evaluate(() => window.heldAgain), null, 'LOCK waits for the other page');
     await other.close();
-    const again = await within(10_000, holder.evaluate(() => window.db.lock('contended')), 'lock after the page closed');
-    await holder.evaluate((id) => window.db.unlock(id), again);
+    await holder.waitForFunction(() => window.heldAgain, null, { timeout: 10_000 });
+    await holder.evaluate(() => window.db.unlock(window.heldAgain));
     assert.equal(await holder.evaluate(() => window.db.count('contended')), 2);
     await holder.close();
   });

@@ -1,6 +1,7 @@
 // Starts a real `canhazdb` server (TCP and WebSocket on free loopback ports,
 // a temporary data directory) for one test file, and stops it again.
 import { spawn } from 'node:child_process';
+import { rmSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -14,9 +15,21 @@ export const serverBinary =
   process.env.CANHAZDB_BIN ?? path.join(process.env.CARGO_TARGET_DIR ?? path.join(root, 'target'), 'debug', 'canhazdb');
 
 const running = new Set();
-process.on('exit', () => {
+const killAll = () => {
   for (const child of running) child.kill('SIGKILL');
-});
+};
+process.on('exit', killAll);
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.once(signal, () => {
+    killAll();
+    process.exit(128 + (signal === 'SIGINT' ? 2 : 15));
+  });
+}
+
+/** scripts/wasm.sh kills the servers listed here if a test run dies without stopping them. */
+const pidDir = process.env.CANHAZDB_TEST_PID_DIR;
+const remember = (child) => pidDir && writeFileSync(path.join(pidDir, String(child.pid)), '');
+const forget = (child) => pidDir && rmSync(path.join(pidDir, String(child.pid)), { force: true });
 
 /** A free loopback port (the OS picks it; a later bind may still race, see `startServer`). */
 export function freePort() {
@@ -61,13 +74,17 @@ async function launch({ maxFrameBytes, dataDir }) {
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' },
   });
   running.add(child);
+  remember(child);
   let log = '';
   child.stderr.on('data', (chunk) => {
     log += chunk;
     if (process.env.CANHAZDB_TEST_LOG) process.stderr.write(chunk);
   });
   const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-  child.once('exit', () => running.delete(child));
+  child.once('exit', () => {
+    running.delete(child);
+    forget(child);
+  });
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline) {
     const state = await Promise.race([exited, sleep(50).then(() => null)]);

@@ -173,12 +173,12 @@ describe('errors', () => {
     assert.ok(badOperator instanceof Error);
     assert.equal(badOperator.kind, 'server');
     assert.equal(badOperator.status, 121);
-    assert.equal(badOperator.statusName, 'BAD_REQUEST');
+    assert.equal(badOperator.statusName, 'STATUS_BAD_REQUEST');
     assert.match(badOperator.message, /\$bogus/);
 
     const unlock = await rejection(d.unlock('no-such-lock'));
     assert.equal(unlock.status, 122);
-    assert.equal(unlock.statusName, 'NOT_FOUND');
+    assert.equal(unlock.statusName, 'STATUS_NOT_FOUND');
 
     await d.post('dupes', { id: 'one' });
     const duplicate = await rejection(d.post('dupes', { id: 'one' }));
@@ -245,7 +245,7 @@ describe('locks', () => {
 
     const failed = await rejection(b.post('locked', { who: 'b' }, { lockStrategy: 'fail' }));
     assert.equal(failed.status, 127);
-    assert.equal(failed.statusName, 'LOCKED');
+    assert.equal(failed.statusName, 'STATUS_LOCKED');
 
     let waited = false;
     const waiting = b.post('locked', { who: 'b-waits' }).then((doc) => {
@@ -257,13 +257,22 @@ describe('locks', () => {
     await sleep(200);
     assert.equal(waited, false, 'a write waits while the collection is locked');
 
-    const secondLock = b.lock('locked');
     await a.unlock(lockId);
     const doc = await within(5_000, waiting, 'the waiting write');
     assert.equal(doc.who, 'b-waits');
-    const bLock = await within(5_000, secondLock, 'the queued lock');
-    await b.unlock(bLock);
     assert.equal(await a.count('locked'), 2);
+
+    // LOCK waits for the holder too.
+    const again = await a.lock('locked');
+    let granted = false;
+    const queued = b.lock('locked').then((id) => {
+      granted = true;
+      return id;
+    });
+    await sleep(200);
+    assert.equal(granted, false, 'a second LOCK waits');
+    await a.unlock(again);
+    await b.unlock(await within(5_000, queued, 'the queued lock'));
   });
 
   it('releases the locks of a connection that closes', async () => {
@@ -317,7 +326,7 @@ describe('notify', () => {
     const insensitive = [];
     const rustOnly = [];
     await watcher.on('(?i)^post:/casetest/', (path) => insensitive.push(path));
-    await watcher.on('^DELETE:/(?P<collection>casetest)/', (path) => rustOnly.push(path));
+    await watcher.on('^DELETE:/(?P<collection>CaseTest)/', (path) => rustOnly.push(path));
     const doc = await writer.post('CaseTest', { n: 1 });
     await writer.delete('CaseTest', { query: { id: doc.id } });
     await eventually(() => insensitive.length === 1 && rustOnly.length === 1, 5_000, 'both notifications');

@@ -137,6 +137,21 @@ describe('WebSocket transport', () => {
     other.close();
   });
 
+  it('says goodbye (1001) when the server shuts down', async () => {
+    const stopping = await startServer();
+    try {
+      const socket = await readySocket(stopping.wsUrl);
+      socket.send(frame(3, COMMAND.COUNT, { 10: 'raw' }));
+      assert.equal((await socket.next()).command, STATUS.OK);
+      const stopped = stopping.stop();
+      const closed = await socket.closed;
+      assert.equal(closed.code, 1001);
+      await stopped;
+    } finally {
+      await stopping.stop();
+    }
+  });
+
   it('serves the TCP port and the WebSocket port from one node', async () => {
     const socket = await readySocket();
     socket.send(frame(3, COMMAND.INFO, { 3: true }));
