@@ -67,6 +67,10 @@ pub struct Repair {
     pub target: String,
     pub collection: String,
     pub document_id: String,
+    /// The missed write deleted the document: if no serving replica has it
+    /// any more, the target removes its copy too.
+    #[serde(default)]
+    pub deleted: bool,
 }
 
 /// A document with its bookkeeping, as one node holds it.

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use canhazdb::storage::{
-    ChangedDocument, Mutation, ReadRequest, StorageError, Store, StoreOptions, StoredDocument,
+    ChangedDocument, Mutation, ReadRequest, ReportedFilter, StorageError, Store, StoreOptions, StoredDocument,
 };
 use canhazdb_core::query::{Order, Query};
 use serde_json::{json, Map, Value};
@@ -489,7 +489,7 @@ async fn long_strings_are_found_and_ordered_despite_index_truncation() {
         format!("{prefix}a"),
         format!("{prefix}b"),
         "short".to_owned(),
-        format!("{prefix}"),
+        prefix.clone(),
     ];
     for (i, value) in values.iter().enumerate() {
         store
@@ -615,7 +615,7 @@ fn random_scalar(rng: &mut Rng) -> Value {
         0 => Value::Null,
         1 => json!(rng.chance(50)),
         2 => json!(rng.below(10) as f64 + 0.5),
-        3 | 4 | 5 => json!(rng.below(12) as i64 - 2),
+        3..=5 => json!(rng.below(12) as i64 - 2),
         6 => json!(long_word(rng)),
         _ => json!(rng.pick(&WORDS)),
     }
@@ -671,7 +671,7 @@ fn random_condition(rng: &mut Rng, ids: &[String]) -> Value {
         _ => random_scalar(rng),
     };
     let condition = match rng.below(11) {
-        0 | 1 | 2 => value(rng),
+        0..=2 => value(rng),
         3 => json!({"$gt": value(rng)}),
         4 => json!({"$lte": value(rng)}),
         5 => json!({"$gte": value(rng), "$lt": value(rng)}),
@@ -722,7 +722,7 @@ fn reference(
     q: &Query,
     order: Option<&Order>,
     limit: Option<usize>,
-    reported: Option<&(dyn Fn(&[String]) -> bool + Sync)>,
+    reported: Option<ReportedFilter>,
 ) -> Vec<String> {
     let mut matches: Vec<&Value> = model
         .values()
@@ -754,8 +754,7 @@ fn check_reads(store: &Store, model: &Model, rng: &mut Rng, rounds: usize) {
         } else {
             Some(*rng.pick(&[1, 2, 5, 20, 100]))
         };
-        let reported: Option<&(dyn Fn(&[String]) -> bool + Sync)> =
-            if rng.chance(30) { Some(&first_is_a) } else { None };
+        let reported: Option<ReportedFilter> = if rng.chance(30) { Some(&first_is_a) } else { None };
         let request = ReadRequest {
             query: &q,
             order: order.as_ref(),
@@ -971,7 +970,10 @@ async fn insert_until_killed(dir: &str) {
         tokio::spawn(async move {
             for i in 0.. {
                 let id = format!("t{task}-{i}");
-                store.insert("c", json!({"id": id, "n": i, "task": task}), vec!["n1".into()]).await.unwrap();
+                store
+                    .insert("c", json!({"id": id, "n": i, "task": task}), vec!["n1".into()])
+                    .await
+                    .unwrap();
                 if acked.send(id).is_err() {
                     return;
                 }
@@ -995,7 +997,12 @@ async fn acknowledged_writes_survive_kill_9() {
     }
     let dir = tempfile::tempdir().unwrap();
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "acknowledged_writes_survive_kill_9", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "acknowledged_writes_survive_kill_9",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("CANHAZDB_STORAGE_CHILD_DIR", dir.path())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -1011,14 +1018,31 @@ async fn acknowledged_writes_survive_kill_9() {
     child.kill().unwrap(); // SIGKILL: no chance to flush or close anything
     child.wait().unwrap();
     // Acks that were printed before the kill but not yet read count too.
-    acked.extend(lines.map_while(Result::ok).filter_map(|line| line.strip_prefix("acked ").map(str::to_owned)));
+    acked.extend(
+        lines
+            .map_while(Result::ok)
+            .filter_map(|line| line.strip_prefix("acked ").map(str::to_owned)),
+    );
 
     let started = std::time::Instant::now();
     let store = open(&dir);
     eprintln!("reopened after kill -9 in {:?}", started.elapsed());
     let stored: HashSet<String> = ids(&find(&store, "c", json!({}))).into_iter().collect();
     let missing: Vec<&String> = acked.iter().filter(|id| !stored.contains(*id)).collect();
-    assert!(missing.is_empty(), "{} acknowledged inserts lost: {:?}", missing.len(), &missing[..missing.len().min(5)]);
-    assert_eq!(count(&store, "c", json!({})), stored.len() as u64, "count matches the documents");
-    assert_eq!(count(&store, "c", json!({"task": {"$gte": 0}})), stored.len() as u64, "index matches the documents");
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged inserts lost: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    assert_eq!(
+        count(&store, "c", json!({})),
+        stored.len() as u64,
+        "count matches the documents"
+    );
+    assert_eq!(
+        count(&store, "c", json!({"task": {"$gte": 0}})),
+        stored.len() as u64,
+        "index matches the documents"
+    );
 }

@@ -11,10 +11,10 @@ import { canhazdb, packageDir, tempDir, removeDir, startServer } from './helpers
 const fixtures = join(packageDir, 'test', 'fixtures')
 
 /** Runs a fixture script in its own Node.js process, bounded by `timeout`. */
-function runFixture (name, args, { timeout = 30_000 } = {}) {
+function runFixture (name, args, { timeout = 30_000, node = [] } = {}) {
   return new Promise((resolve, reject) => {
     const started = Date.now()
-    const child = spawn(process.execPath, [join(fixtures, name), ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, [...node, join(fixtures, name), ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
     let stdout = ''
     let stderr = ''
     child.stdout.on('data', (chunk) => { stdout += chunk })
@@ -134,6 +134,18 @@ describe('lifecycle', { timeout: 120_000 }, () => {
       assert.equal(await client.count('kept'), 20)
       await client.close()
       await started.stop({ keepData: true })
+    } finally {
+      removeDir(dataDir)
+    }
+  })
+
+  it('keeps delivering to an open client the program no longer references (after gc())', async () => {
+    const dataDir = tempDir()
+    try {
+      const result = await runFixture('gc.mjs', [dataDir], { node: ['--expose-gc'] })
+      assert.equal(result.signal, null, result.stderr)
+      assert.equal(result.code, 0, result.stderr)
+      assert.equal(JSON.parse(result.stdout).heard, 1)
     } finally {
       removeDir(dataDir)
     }

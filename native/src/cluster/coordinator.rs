@@ -129,10 +129,27 @@ fn peer_failure(error: PeerError) -> CoordinatorError {
     }
 }
 
+/// Runs a read again, once, when a node failed during it: the failed node is
+/// then marked unreachable, so the second try uses a view without it (and
+/// still refuses if too many nodes are gone).
+async fn retry_read<T, F: std::future::Future<Output = Outcome<T>>>(attempt: impl Fn() -> F) -> Outcome<T> {
+    match attempt().await {
+        Err(CoordinatorError::Unavailable(message)) => {
+            tracing::debug!(message, "a node failed during a read; trying again with a fresh view");
+            attempt().await
+        }
+        other => other,
+    }
+}
+
 /// GET: each online node reports its primary documents, ordered and limited;
 /// the coordinator merges, orders, limits and projects. `read` travels to the
 /// peers as the JSON it arrived as; they parse it themselves.
 pub async fn get(node: &Arc<Node>, collection: &str, read: &ReadOptions) -> Outcome<Vec<Value>> {
+    retry_read(|| get_once(node, collection, read)).await
+}
+
+async fn get_once(node: &Arc<Node>, collection: &str, read: &ReadOptions) -> Outcome<Vec<Value>> {
     let Selection {
         query,
         fields,
@@ -182,6 +199,10 @@ pub async fn get(node: &Arc<Node>, collection: &str, read: &ReadOptions) -> Outc
 
 /// COUNT: the sum of what each online node reports.
 pub async fn count(node: &Arc<Node>, collection: &str, query_json: Option<Value>) -> Outcome<u64> {
+    retry_read(|| count_once(node, collection, query_json.clone())).await
+}
+
+async fn count_once(node: &Arc<Node>, collection: &str, query_json: Option<Value>) -> Outcome<u64> {
     let query = ReadOptions::with_query(query_json.clone())
         .parse_query()
         .map_err(|error| CoordinatorError::BadRequest(error.to_string()))?;
@@ -276,7 +297,7 @@ pub async fn post(node: &Arc<Node>, collection: &str, mut document: Map<String, 
     }
     let repairs = missed
         .into_iter()
-        .map(|target| new_repair(target, collection, &id))
+        .map(|target| new_repair(target, collection, &id, false))
         .collect();
     record_repairs(node, repairs).await?;
     Ok(document)
@@ -302,6 +323,7 @@ pub async fn update(
     ReadOptions::with_query(query.clone())
         .parse_query()
         .map_err(|error| CoordinatorError::BadRequest(error.to_string()))?;
+    let deletes = matches!(change, Change::Delete);
     let request = InternalRequest::Update {
         collection: collection.to_owned(),
         query: query.clone(),
@@ -337,7 +359,7 @@ pub async fn update(
             replicas
                 .iter()
                 .filter(|replica| !answered.contains(*replica))
-                .map(|replica| new_repair(replica.clone(), collection, id))
+                .map(|replica| new_repair(replica.clone(), collection, id, deletes))
         })
         .collect();
     record_repairs(node, repairs).await?;
@@ -355,12 +377,13 @@ pub async fn update(
     }
 }
 
-fn new_repair(target: String, collection: &str, document_id: &str) -> Repair {
+fn new_repair(target: String, collection: &str, document_id: &str, deleted: bool) -> Repair {
     Repair {
         id: uuid::Uuid::new_v4().to_string(),
         target,
         collection: collection.to_owned(),
         document_id: document_id.to_owned(),
+        deleted,
     }
 }
 

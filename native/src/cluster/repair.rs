@@ -50,20 +50,23 @@ pub async fn run_round(node: &Arc<Node>) {
         pending: records.len(),
     });
     tracing::info!(count = records.len(), "applying repairs");
-    let mut by_collection: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    // Per collection, each document to repair and whether a missed write deleted it.
+    let mut by_collection: BTreeMap<String, BTreeMap<String, bool>> = BTreeMap::new();
     for repair in records.values() {
-        by_collection
+        let deleted = by_collection
             .entry(repair.collection.clone())
             .or_default()
-            .insert(repair.document_id.clone());
+            .entry(repair.document_id.clone())
+            .or_default();
+        *deleted |= repair.deleted;
     }
     let mut repaired_documents: BTreeSet<(String, String)> = BTreeSet::new();
     for (collection, documents) in by_collection {
         let Ok(Some(_lease)) = node.write_leases.enter(&collection, true, false).await else {
             continue;
         };
-        for document_id in documents {
-            if repair_document(node, &collection, &document_id).await {
+        for (document_id, deleted) in documents {
+            if repair_document(node, &collection, &document_id, deleted).await {
                 repaired_documents.insert((collection.clone(), document_id));
             }
         }
@@ -99,30 +102,38 @@ pub async fn run_round(node: &Arc<Node>) {
 }
 
 /// Makes this node's copy of one document match the other replicas. Returns
-/// whether that could be settled.
-async fn repair_document(node: &Arc<Node>, collection: &str, document_id: &str) -> bool {
+/// whether the repair is settled.
+///
+/// Copies come only from peers that serve (healthy, nothing to repair): a
+/// peer that is itself returning may hold the very stale version being
+/// repaired. When no serving peer has the document and a missed write
+/// deleted it, the local copy goes too; otherwise the local copy is kept
+/// rather than risk losing the only current one.
+async fn repair_document(node: &Arc<Node>, collection: &str, document_id: &str, deleted: bool) -> bool {
     let request = InternalRequest::FetchDocument {
         collection: collection.to_owned(),
         id: document_id.to_owned(),
     };
-    let peers = node.cluster.reachable_peers();
-    let mut everyone_answered = true;
     let mut copy = None;
-    for peer in peers {
-        match peer.call(&request).await {
-            Ok(InternalReply::Document(Some(found))) => {
-                copy = Some(found);
-                break;
-            }
-            Ok(InternalReply::Document(None)) => {}
-            _ => everyone_answered = false,
+    for peer in node.cluster.peers().into_iter().filter(|peer| peer.is_serving()) {
+        if let Ok(InternalReply::Document(Some(found))) = peer.call(&request).await {
+            copy = Some(found);
+            break;
         }
     }
-    if copy.is_none() && !everyone_answered {
-        // The only copies may be on a node that did not answer: keep the record.
-        return false;
-    }
-    match local::overwrite(node, collection, document_id, copy).await {
+    let result = match copy {
+        Some(copy) => local::overwrite(node, collection, document_id, Some(copy)).await,
+        None if deleted => local::overwrite(node, collection, document_id, None).await,
+        None => {
+            tracing::warn!(
+                collection,
+                document_id,
+                "no serving replica has this document; keeping the local copy"
+            );
+            Ok(())
+        }
+    };
+    match result {
         Ok(()) => true,
         Err(error) => {
             tracing::error!(%error, collection, document_id, "could not apply a repair");

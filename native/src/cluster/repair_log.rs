@@ -94,6 +94,7 @@ mod tests {
             target: target.into(),
             collection: "t".into(),
             document_id: format!("doc-{id}"),
+            deleted: false,
         }
     }
 

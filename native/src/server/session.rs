@@ -23,6 +23,10 @@ pub type ConnectionId = u64;
 /// (backpressure) and closes a connection that does not read its pushes.
 pub const OUTGOING_QUEUE_FRAMES: usize = 4096;
 
+/// How often a connection opened while the node was unhealthy checks
+/// whether it can send READY yet.
+const READY_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// What a request handler knows about its connection.
 pub struct SessionContext {
     pub connection: ConnectionId,
@@ -52,9 +56,25 @@ impl Session {
                 connection,
             },
         });
+        let ready = Frame::empty(PUSH_ID, Command::Ready.as_u8()).to_bytes();
         if node.health().is_healthy() {
-            let ready = Frame::empty(PUSH_ID, Command::Ready.as_u8()).to_bytes();
             let _ = context.outlet.frames.try_send(ready);
+        } else {
+            // READY means "healthy": send it the moment the node becomes so.
+            let (node, outlet) = (node.clone(), context.outlet.clone());
+            tokio::spawn(async move {
+                let mut poll = tokio::time::interval(READY_POLL);
+                loop {
+                    tokio::select! {
+                        _ = outlet.close.cancelled() => return,
+                        _ = poll.tick() => {}
+                    }
+                    if node.health().is_healthy() {
+                        let _ = outlet.frames.send(ready).await;
+                        return;
+                    }
+                }
+            });
         }
         let permits = Arc::new(Semaphore::new(node.max_in_flight));
         (Session { node, context, permits }, receiver)

@@ -123,7 +123,7 @@ mod tests {
         }
         let indexed = paths(json!({"root": value}));
         assert!(indexed.is_empty(), "{indexed:?}");
-        let deepest = vec!["k"; MAX_INDEX_DEPTH].join(".");
+        let deepest = ["k"; MAX_INDEX_DEPTH].join(".");
         assert!(is_indexable_path(&deepest));
         assert!(!is_indexable_path(&format!("{deepest}.k")));
         assert_eq!(

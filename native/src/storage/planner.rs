@@ -5,7 +5,8 @@
 //! [`Query::matches`], so a plan may be generous but never miss a match.
 //!
 //! Rules, in order:
-//! 1. `id` equality / `$in` → point lookups in the documents table.
+//! 1. `id` equality / `$in` → point lookups in the documents table; a
+//!    predicate nothing can satisfy (`$in: []`) → no candidates at all.
 //! 2. ORDER + LIMIT whose primary term's path carries an Eq/In/Range
 //!    predicate → walk that path's index in ORDER's direction and stop at
 //!    LIMIT (every match has a scalar there, so every match is in the index).
@@ -88,7 +89,8 @@ pub fn plan(collection: CollectionId, query: &Query, order: Option<&Order>, limi
             .cloned()
     };
 
-    // 1. Point lookups by id.
+    // 1. Point lookups by id (or nothing at all, when some predicate can
+    //    never hold, e.g. `$in: []`).
     if let Some((predicate, source)) = usable
         .iter()
         .find(|(_, source)| matches!(source, Source::Ids(_)) || matches!(source, Source::Nothing))
@@ -357,7 +359,7 @@ mod tests {
 
     #[test]
     fn unindexable_paths_are_scanned() {
-        let deep = vec!["k"; 9].join(".");
+        let deep = ["k"; 9].join(".");
         let plan = plan(1, &query(json!({ deep: 1 })), None, None);
         assert!(matches!(plan.source, Source::Documents(_)));
         assert!(!plan.exact);

@@ -168,9 +168,10 @@ impl<D: DocumentsTable, I: IndexTable> CollectionView<'_, D, I> {
                             continue;
                         }
                         let (id, exact_value) = split_index_key(key.value(), *path_prefix_len)?;
-                        if plan.exact && exact_value {
-                            count += 1;
-                        } else if self.load_match(query, sets, id)?.is_some() {
+                        // Only an exact plan over an exact value needs no document.
+                        let matches = (plan.exact && exact_value)
+                            || self.load_match(query, sets, id)?.is_some();
+                        if matches {
                             count += 1;
                         }
                     }
