@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use canhazdb::raft::{
-    start_with_locks, RaftMember, RaftNode, RaftOptions, RaftReply, RaftRequest, RaftTransport,
+    start_with_locks, FormOutcome, RaftMember, RaftNode, RaftOptions, RaftReply, RaftRequest, RaftTransport,
 };
 use canhazdb::server::locks::{BoxFuture, LockManager, LockOwner};
 use tempfile::TempDir;
@@ -517,5 +517,161 @@ async fn queued_locks_survive_concurrent_commands() {
             .expect("granted in time")
             .unwrap()
             .expect("granted, not withdrawn");
+    }
+}
+
+fn others(name: &str) -> Vec<RaftMember> {
+    ["a", "b", "c"]
+        .into_iter()
+        .filter(|other| *other != name)
+        .map(member)
+        .collect()
+}
+
+/// Regression: two nodes of a starting cluster that each saw a majority
+/// (but not each other yet) both started a group; when the leader of one
+/// later added the other node, that node's committed log was another
+/// history at the same indexes (openraft's `has_log_id` debug assertion
+/// fired; a release build would have mixed two lock tables). Nodes that try
+/// to start the group at the same moment must start exactly one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_forming_the_group_at_once_start_only_one() {
+    for round in 0..5 {
+        let mut cluster = Cluster::new(RaftOptions::default());
+        for name in ["a", "b", "c"] {
+            cluster.start(name).await;
+        }
+        // Each round another node starts a moment before the others.
+        let attempts: Vec<_> = ["a", "b", "c"]
+            .into_iter()
+            .enumerate()
+            .map(|(index, name)| {
+                let raft = cluster.raft(name).clone();
+                let delay = Duration::from_millis(((index + round) % 3) as u64);
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    (name, raft.form_group(&others(name), 2).await.unwrap())
+                })
+            })
+            .collect();
+        let mut formers = Vec::new();
+        let mut outcomes = Vec::new();
+        for attempt in attempts {
+            let (name, outcome) = attempt.await.unwrap();
+            if outcome == FormOutcome::Formed {
+                formers.push(name);
+            }
+            outcomes.push((name, outcome));
+        }
+        println!("round {round}: {outcomes:?}");
+        assert_eq!(formers.len(), 1, "exactly one group started: {outcomes:?}");
+        let former = formers[0];
+        for (name, outcome) in &outcomes {
+            assert!(
+                matches!(
+                    outcome,
+                    FormOutcome::Formed | FormOutcome::NotNow(_) | FormOutcome::PeerInGroup(_)
+                ),
+                "{name}: {outcome:?}"
+            );
+            if *name != former {
+                assert!(!cluster.raft(name).is_initialized(), "{name} started no group");
+                cluster.raft(name).join_via(&member(former)).await.unwrap();
+            }
+        }
+        let expected = vec![member("a"), member("b"), member("c")];
+        eventually("everyone sees three voters", Duration::from_secs(5), || {
+            ["a", "b", "c"]
+                .iter()
+                .all(|name| cluster.raft(name).voters() == expected)
+        })
+        .await;
+        for name in ["a", "b", "c"] {
+            cluster
+                .locks(name)
+                .lock(&format!("key-{name}"), &owner(name, 1))
+                .await
+                .unwrap();
+        }
+        cluster.converged().await;
+        assert_eq!(cluster.locks("a").entries().len(), 3);
+    }
+}
+
+/// A node in a group never starts another one, and a former that asks it
+/// for a pledge is pointed to its group instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_former_finding_a_group_joins_it() {
+    let mut cluster = Cluster::new(RaftOptions::default());
+    for name in ["a", "b", "c"] {
+        cluster.start(name).await;
+    }
+    cluster.raft("b").initialize_alone().await.unwrap();
+    assert_eq!(
+        cluster.raft("b").form_group(&others("b"), 2).await.unwrap(),
+        FormOutcome::AlreadyInGroup
+    );
+    let outcome = cluster.raft("a").form_group(&others("a"), 2).await.unwrap();
+    assert_eq!(outcome, FormOutcome::PeerInGroup(member("b")));
+    assert!(!cluster.raft("a").is_initialized());
+    cluster.raft("a").join_via(&member("b")).await.unwrap();
+    assert_eq!(cluster.raft("a").voters(), vec![member("a"), member("b")]);
+}
+
+/// Without pledges of a majority no group starts, and a node that pledged
+/// itself to a former does not start one of its own while the pledge lasts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_starts_only_with_pledges_of_a_majority() {
+    let mut cluster = Cluster::new(RaftOptions::default());
+    for name in ["a", "b", "c"] {
+        cluster.start(name).await;
+    }
+    cluster.isolate("c", true);
+    // A cluster of five (two of them unknown here): a and b are no majority.
+    let outcome = cluster.raft("a").form_group(&others("a"), 3).await.unwrap();
+    assert!(matches!(outcome, FormOutcome::NotNow(_)), "{outcome:?}");
+    assert!(!cluster.raft("a").is_initialized());
+    // b pledged itself to a: it does not start a group of its own.
+    let outcome = cluster.raft("b").form_group(&others("b"), 2).await.unwrap();
+    assert!(
+        matches!(&outcome, FormOutcome::NotNow(reason) if reason.contains("pledged to a")),
+        "{outcome:?}"
+    );
+    assert!(!cluster.raft("b").is_initialized());
+    // a, with b's pledge, may.
+    cluster.isolate("c", false);
+    let outcome = cluster.raft("a").form_group(&others("a"), 2).await.unwrap();
+    assert_eq!(outcome, FormOutcome::Formed);
+    assert!(cluster.raft("a").is_initialized());
+    assert_eq!(cluster.raft("a").voters(), vec![member("a")]);
+    // c pledged itself to a in that attempt; asked again once that ran
+    // out, it finds a's group.
+    let outcome = cluster.raft("c").form_group(&others("c"), 2).await.unwrap();
+    assert_eq!(outcome, FormOutcome::NotNow("pledged to a".into()));
+    assert!(!cluster.raft("c").is_initialized());
+}
+
+/// A node keeps its pledge across a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pledge_outlives_a_restart() {
+    let mut cluster = Cluster::new(RaftOptions::default());
+    for name in ["a", "b", "c"] {
+        cluster.start(name).await;
+    }
+    cluster.isolate("c", true);
+    let outcome = cluster.raft("a").form_group(&others("a"), 3).await.unwrap();
+    assert!(matches!(outcome, FormOutcome::NotNow(_)), "{outcome:?}");
+    // b pledged itself to a; restarted, it still has.
+    cluster.kill("b").await;
+    cluster.isolate("b", false);
+    cluster.start("b").await;
+    cluster.isolate("c", false);
+    cluster.isolate("a", true);
+    let outcome = cluster.raft("c").form_group(&others("c"), 2).await.unwrap();
+    assert!(matches!(outcome, FormOutcome::NotNow(_)), "{outcome:?}");
+    let outcome = cluster.raft("b").form_group(&others("b"), 2).await.unwrap();
+    assert_eq!(outcome, FormOutcome::NotNow("pledged to a".into()));
+    for name in ["a", "b", "c"] {
+        assert!(!cluster.raft(name).is_initialized(), "{name} started no group");
     }
 }

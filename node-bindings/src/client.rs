@@ -290,10 +290,10 @@ impl Client {
         &mut self,
         env: &'env Env,
         pattern: String,
-        #[napi(ts_arg_type = "NotifyHandler")] handler: Function<'env, NotifyArgs, Unknown<'static>>,
+        #[napi(ts_arg_type = "NotifyHandler")] handler: Unknown<'env>,
     ) -> napi::Result<PromiseRaw<'env, ()>> {
         self.forget_ended_handlers();
-        let function = Arc::new(handler.create_ref()?);
+        let function = Arc::new(as_function(handler)?.create_ref()?);
         let active = Arc::new(AtomicBool::new(true));
         let notify = notifier(env, function.clone(), active.clone())?;
         let (stop, stop_signal) = oneshot::channel();
@@ -320,9 +320,13 @@ impl Client {
         &mut self,
         env: &'env Env,
         pattern: String,
-        #[napi(ts_arg_type = "NotifyHandler")] handler: Option<Function<'env, NotifyArgs, Unknown<'static>>>,
+        #[napi(ts_arg_type = "NotifyHandler")] handler: Option<Unknown<'env>>,
     ) -> napi::Result<PromiseRaw<'env, ()>> {
         self.forget_ended_handlers();
+        let handler = handler
+            .filter(|handler| !matches!(handler.get_type(), Ok(ValueType::Undefined | ValueType::Null)))
+            .map(as_function)
+            .transpose()?;
         let mut stops = Vec::new();
         let mut index = 0;
         while index < self.handlers.len() {
@@ -396,7 +400,9 @@ impl Client {
     }
 }
 
-/// Connects to a canhazdb server and resolves once it is ready (it sent READY).
+/// Connects to a canhazdb server and resolves once it is ready (it sent
+/// READY); while the node is not healthy yet it reconnects until it is, for
+/// at most `options.timeout` milliseconds.
 ///
 /// ```js
 /// const client = await createClient({ host: '127.0.0.1', port: 7060 })
@@ -566,6 +572,18 @@ async fn stop_requested(stop: &mut Option<oneshot::Receiver<StopReply>>) -> Opti
         Some(receiver) => receiver.await.ok(),
         None => std::future::pending().await,
     }
+}
+
+/// A handler argument, which must be a function (checked at once, like
+/// the other argument types).
+fn as_function(value: Unknown) -> napi::Result<Function<NotifyArgs, Unknown<'static>>> {
+    if value.get_type()? != ValueType::Function {
+        return Err(napi::Error::new(
+            napi::Status::FunctionExpected,
+            "the handler must be a function".to_owned(),
+        ));
+    }
+    unsafe { value.cast() }
 }
 
 /// `a === b`.

@@ -231,6 +231,14 @@ describe('embedded server and client', { timeout: 60_000 }, () => {
       assert.equal(error.code, 'STATUS_BAD_REQUEST')
     })
 
+    it('throws at once for arguments of the wrong JavaScript type', () => {
+      assert.throws(() => client.get(42), { code: 'StringExpected' })
+      assert.throws(() => client.get('items', { limit: 'ten' }), /limit/)
+      assert.throws(() => client.on('x'), { code: 'FunctionExpected', message: /handler must be a function/ })
+      assert.throws(() => client.off('x', 'not a function'), { code: 'FunctionExpected' })
+      assert.throws(() => canhazdb.createServer({ port: '7060' }), /port/)
+    })
+
     it('rejects an unlock of a lock not held with status 122', async () => {
       const error = await expectStatus(client.unlock('no-such-lock'), canhazdb.STATUS_NOT_FOUND)
       assert.equal(error.code, 'STATUS_NOT_FOUND')

@@ -6,6 +6,11 @@ use canhazdb::server::{RunningServer, ServerConfig};
 use canhazdb_core::frame::DEFAULT_MAX_FRAME_BYTES;
 use clap::Parser;
 
+/// mimalloc: the server allocates many small, short-lived buffers per
+/// request, where glibc's malloc showed up as a quarter of the CPU time.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A sharded, replicated JSON document database that pushes change events.
 #[derive(Debug, Parser)]
 #[command(name = "canhazdb", version, about)]

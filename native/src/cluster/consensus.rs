@@ -3,20 +3,27 @@
 //! joins a voter.
 //!
 //! Forming the group: a node alone (no known peers, no joins) starts a group
-//! of one at once. Otherwise a node that sees a majority of the known nodes,
-//! none of them already in a group, and is the first by name among those it
-//! sees, starts the group; every other node joins through a peer that is in
-//! it. The group's leader adds every reachable known node that is not yet a
-//! voter, so membership learned by heartbeats reaches Raft.
+//! of one at once. Otherwise a node that sees a majority of the known nodes
+//! (`--join` addresses not answered yet count as nodes), none of them
+//! already in a group, and is the first by name among those it sees, tries
+//! to start the group: it does only with pledges from a majority of the
+//! known nodes ([`RaftNode::form_group`]), so two nodes with different views
+//! of a starting cluster never both start one. Every other node joins
+//! through a peer that is in the group. The group's leader adds every
+//! reachable known node that is not yet a voter, so membership learned by
+//! heartbeats reaches Raft — but never a node that reports being in a group
+//! without being a member of this one: its log is another group's, and
+//! adding it would mix two histories of committed locks.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use canhazdb_core::internal::{InternalReply, InternalRequest, Member};
 use serde_json::Value;
 
 use super::peer::Peer;
-use crate::raft::{RaftMember, RaftNode, RaftReply, RaftRequest, RaftTransport};
+use crate::raft::{FormOutcome, RaftMember, RaftNode, RaftReply, RaftRequest, RaftTransport};
 use crate::server::locks::BoxFuture;
 use crate::server::node::Node;
 
@@ -35,7 +42,11 @@ impl PeerTransport {
 }
 
 impl RaftTransport for PeerTransport {
-    fn call(&self, target: &RaftMember, request: RaftRequest) -> BoxFuture<'static, Result<RaftReply, String>> {
+    fn call(
+        &self,
+        target: &RaftMember,
+        request: RaftRequest,
+    ) -> BoxFuture<'static, Result<RaftReply, String>> {
         let node = self.node.get().and_then(Weak::upgrade);
         let target = target.clone();
         Box::pin(async move {
@@ -49,7 +60,9 @@ impl RaftTransport for PeerTransport {
             });
             let message = serde_json::to_value(&request).map_err(|error| error.to_string())?;
             match peer.call(&InternalRequest::Raft(message)).await {
-                Ok(InternalReply::Raft(reply)) => serde_json::from_value(reply).map_err(|error| error.to_string()),
+                Ok(InternalReply::Raft(reply)) => {
+                    serde_json::from_value(reply).map_err(|error| error.to_string())
+                }
                 Ok(other) => Err(format!("unexpected answer to a Raft message: {other:?}")),
                 Err(error) => Err(error.to_string()),
             }
@@ -64,6 +77,8 @@ pub struct Consensus {
     busy: AtomicBool,
     /// Locks left from this node's previous life were released.
     stale_locks_released: AtomicBool,
+    /// Nodes found in another lock group (reported once each).
+    foreign: Mutex<BTreeSet<String>>,
 }
 
 impl Consensus {
@@ -72,6 +87,7 @@ impl Consensus {
             raft,
             busy: AtomicBool::new(false),
             stale_locks_released: AtomicBool::new(false),
+            foreign: Mutex::default(),
         }
     }
 }
@@ -85,7 +101,11 @@ impl Consensus {
 
     /// Releases the locks this node held before it (re)started; its
     /// connections from then are gone. Done once, before it serves.
-    pub async fn release_stale_locks(&self, node_name: &str, locks: &crate::server::locks::LockManager) -> bool {
+    pub async fn release_stale_locks(
+        &self,
+        node_name: &str,
+        locks: &crate::server::locks::LockManager,
+    ) -> bool {
         if self.is_ready() {
             return true;
         }
@@ -139,12 +159,22 @@ impl Node {
         let am_leader = raft.leader().is_some_and(|leader| leader.name == self.name);
         if am_leader {
             let voters: Vec<String> = raft.voters().into_iter().map(|voter| voter.name).collect();
+            let members: Vec<String> = raft.members().into_iter().map(|member| member.name).collect();
             let newcomers: Vec<Member> = self
                 .cluster
                 .reachable_peers()
                 .into_iter()
+                .filter(|peer| !voters.contains(&peer.name()))
+                .filter(|peer| {
+                    // In a group, but not in this one (not even a learner
+                    // being added): it started a group of its own.
+                    let foreign = peer.raft_initialized() && !members.contains(&peer.name());
+                    if foreign {
+                        self.report_foreign(&peer.name());
+                    }
+                    !foreign
+                })
                 .map(|peer| peer.member())
-                .filter(|member| !voters.contains(&member.name))
                 .collect();
             if let Some(member) = newcomers.into_iter().next() {
                 self.in_background(move |node| async move {
@@ -158,7 +188,11 @@ impl Node {
     fn form_or_join_group(self: &Arc<Self>) {
         if self.cluster.is_alone() {
             self.in_background(|node| async move {
-                node.consensus.raft.initialize_alone().await.map_err(|error| error.to_string())
+                node.consensus
+                    .raft
+                    .initialize_alone()
+                    .await
+                    .map_err(|error| error.to_string())
             });
             return;
         }
@@ -168,18 +202,61 @@ impl Node {
             self.in_background(move |node| async move {
                 tracing::info!(via = %seed.name, "joining the lock group");
                 let seed = RaftMember::new(&seed.name, &seed.address);
-                node.consensus.raft.join_via(&seed).await.map_err(|error| error.to_string())
+                node.consensus
+                    .raft
+                    .join_via(&seed)
+                    .await
+                    .map_err(|error| error.to_string())
             });
             return;
         }
-        let known = self.cluster.known_names().len();
+        // A join address that has not answered yet may be any node,
+        // one first by name included.
+        let known = self.cluster.known_names().len() + self.cluster.join_links().len();
         let sees_majority = canhazdb_core::health::has_majority(known, reachable.len() + 1);
         let first_by_name = reachable.iter().all(|peer| self.name < peer.name());
         if sees_majority && first_by_name {
-            self.in_background(|node| async move {
-                tracing::info!("forming the lock group");
-                node.consensus.raft.initialize_alone().await.map_err(|error| error.to_string())
+            let peers: Vec<RaftMember> = self
+                .cluster
+                .peers()
+                .iter()
+                .map(|peer| {
+                    let member = peer.member();
+                    RaftMember::new(&member.name, &member.address)
+                })
+                .collect();
+            let quorum = known / 2 + 1;
+            self.in_background(move |node| async move {
+                tracing::info!(known, quorum, "forming the lock group");
+                let raft = &node.consensus.raft;
+                match raft
+                    .form_group(&peers, quorum)
+                    .await
+                    .map_err(|error| error.to_string())?
+                {
+                    FormOutcome::Formed | FormOutcome::AlreadyInGroup => Ok(()),
+                    FormOutcome::PeerInGroup(seed) => {
+                        tracing::info!(via = %seed.name, "joining the lock group");
+                        raft.join_via(&seed).await.map_err(|error| error.to_string())
+                    }
+                    FormOutcome::NotNow(reason) => {
+                        tracing::info!(%reason, "lock group not formed yet");
+                        Ok(())
+                    }
+                }
             });
+        }
+    }
+
+    /// Logs (once per node) that `name` is in another lock group.
+    fn report_foreign(&self, name: &str) {
+        let mut reported = self.consensus.foreign.lock().unwrap_or_else(|p| p.into_inner());
+        if reported.insert(name.to_owned()) {
+            tracing::error!(
+                node = %name,
+                "this node is in another lock group (both groups were started on their own); \
+                 not adding it: its Raft state (raft.redb) must be removed for it to join"
+            );
         }
     }
 

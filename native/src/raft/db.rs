@@ -1,9 +1,10 @@
 //! The node's Raft database: `raft.redb` in its data directory.
 //!
 //! One redb file holds the log store's tables (vote, entries, committed and
-//! purged ids) and the state machine's last snapshot. Every write that Raft
-//! relies on commits with [`Durability::Immediate`](redb::Durability::Immediate) (fsync) before it is
-//! reported done. redb calls block, so they run on tokio's blocking pool.
+//! purged ids), the state machine's last snapshot, and the node's pledge to
+//! a node starting the group. Every write that Raft relies on commits with
+//! [`Durability::Immediate`](redb::Durability::Immediate) (fsync) before it
+//! is reported done. redb calls block, so they run on tokio's blocking pool.
 
 // openraft's storage traits dictate `StorageError` as the error type.
 #![allow(clippy::result_large_err)]
@@ -28,6 +29,9 @@ pub(crate) const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("
 pub(crate) const KEY_VOTE: &str = "vote";
 pub(crate) const KEY_COMMITTED: &str = "committed";
 pub(crate) const KEY_PURGED: &str = "last_purged";
+/// This node's pledge to a node starting the group (see
+/// [`RaftNode::form_group`](super::RaftNode::form_group)).
+pub(crate) const KEY_PLEDGE: &str = "pledge";
 pub(crate) const SNAPSHOT_META: &str = "meta";
 pub(crate) const SNAPSHOT_DATA: &str = "data";
 

@@ -1,7 +1,13 @@
 //! Forming the cluster: bootstrap, adding and removing nodes.
 //!
-//! * The first node calls [`RaftNode::initialize_alone`]: a one-voter
-//!   cluster of itself.
+//! * The first node calls [`RaftNode::initialize_alone`] (a node that knows
+//!   no other) or [`RaftNode::form_group`] (a node of a new cluster): a
+//!   one-voter cluster of itself. Exactly one node of a cluster may ever do
+//!   this: two groups started independently cannot be merged later (their
+//!   logs both begin at index 0 with different entries, so the committed
+//!   entries of one would be silently replaced by the other's). So a node
+//!   that has peers forms the group only with pledges from a majority of
+//!   the cluster, each pledge given to one former at a time.
 //! * Any node of the cluster can then [`RaftNode::add_voter`] a new node
 //!   (it is forwarded to the leader), or the new node asks a node it knows
 //!   with [`RaftNode::join_via`]. The leader adds it as a learner, waits
@@ -10,13 +16,20 @@
 //! * Everything is idempotent, so a node that restarts (or a caller that
 //!   timed out) simply asks again.
 
+// openraft's storage traits dictate `StorageError` as the error type.
+#![allow(clippy::result_large_err)]
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use openraft::error::{ClientWriteError, RaftError as OpenRaftError};
-use openraft::{ChangeMembers, Membership, Raft};
+use openraft::{ChangeMembers, ErrorSubject, ErrorVerb, Membership, Raft, StorageError};
+use redb::{Database, Durability, ReadableDatabase};
+use serde::{Deserialize, Serialize};
 
 use super::config::RaftOptions;
+use super::db::{self, blocking, json_error, OrStorage, KEY_PLEDGE, META};
 use super::error::RaftError;
 use super::node::{RaftNode, Route, RETRY_PAUSE};
 use super::transport::{RaftReply, RaftRequest};
@@ -25,6 +38,132 @@ use super::types::{node_id_for, NodeId, RaftMember, TypeConfig};
 /// A learner is promoted to voter once its log is within this many entries
 /// of the leader's.
 pub const CATCH_UP_LAG: u64 = 100;
+
+/// How long a node keeps a pledge to a former: meanwhile it neither forms a
+/// group itself nor pledges to another node. Long enough for the former to
+/// start the group and add the node, so it is in the group by the time the
+/// pledge runs out.
+pub const PLEDGE_LEASE: Duration = Duration::from_secs(10);
+/// How long a former waits for the answers to its requests for pledges.
+const PLEDGE_ASK_TIMEOUT: Duration = Duration::from_millis(1500);
+/// A former starts the group only this soon after it asked for pledges, well
+/// within [`PLEDGE_LEASE`] of every pledge it got (each counted from when
+/// the pledging node received the request, which is later).
+const FORM_DEADLINE: Duration = Duration::from_secs(3);
+
+/// Where this node stands with starting the group (see
+/// [`RaftNode::form_group`]). A pledge is persisted before it is given, so
+/// a node that restarts keeps it; a node that started the group finds its
+/// membership on disk.
+pub(crate) struct Formation {
+    db: Arc<Database>,
+    pledge: Pledge,
+    /// Numbers this node's own attempts.
+    attempts: u64,
+}
+
+/// A pledge as persisted: to whom, and until when (Unix time).
+#[derive(Serialize, Deserialize)]
+struct StoredPledge {
+    former: String,
+    until_unix_ms: u64,
+}
+
+impl Formation {
+    /// Loads the pledge this node gave before it (re)started, if it still runs.
+    pub(crate) async fn open(db: Arc<Database>) -> Result<Formation, RaftError> {
+        let stored = {
+            let db = db.clone();
+            blocking(move || {
+                let read = (ErrorSubject::Store, ErrorVerb::Read);
+                let txn = db.begin_read().or_storage(&read)?;
+                let table = txn.open_table(META).or_storage(&read)?;
+                let value = table.get(KEY_PLEDGE).or_storage(&read)?;
+                Ok(value.map(|bytes| bytes.value().to_vec()))
+            })
+            .await
+            .map_err(RaftError::storage)?
+        };
+        let mut pledge = Pledge::Free;
+        if let Some(bytes) = stored {
+            let stored: StoredPledge = serde_json::from_slice(&bytes).map_err(RaftError::storage)?;
+            // Capped: the wall clock may have been set back meanwhile.
+            let left = Duration::from_millis(stored.until_unix_ms.saturating_sub(unix_ms(SystemTime::now())))
+                .min(PLEDGE_LEASE);
+            if !left.is_zero() {
+                pledge = Pledge::To {
+                    former: stored.former,
+                    until: Instant::now() + left,
+                };
+            }
+        }
+        Ok(Formation {
+            db,
+            pledge,
+            attempts: 0,
+        })
+    }
+
+    /// Pledges this node to `former` for [`PLEDGE_LEASE`], on disk first.
+    async fn pledge_to(&mut self, former: &str) -> Result<(), StorageError<NodeId>> {
+        let until = Instant::now() + PLEDGE_LEASE;
+        let stored = StoredPledge {
+            former: former.to_owned(),
+            until_unix_ms: unix_ms(SystemTime::now() + PLEDGE_LEASE),
+        };
+        let bytes = serde_json::to_vec(&stored).map_err(json_error(ErrorSubject::Store, ErrorVerb::Write))?;
+        let db = self.db.clone();
+        blocking(move || {
+            let write = (ErrorSubject::Store, ErrorVerb::Write);
+            let mut txn = db.begin_write().or_storage(&write)?;
+            txn.set_durability(Durability::Immediate)
+                .map_err(|e| db::storage_error(ErrorSubject::Store, ErrorVerb::Write, e))?;
+            txn.open_table(META)
+                .or_storage(&write)?
+                .insert(KEY_PLEDGE, bytes.as_slice())
+                .or_storage(&write)?;
+            txn.commit().or_storage(&write)?;
+            Ok(())
+        })
+        .await?;
+        self.pledge = Pledge::To {
+            former: former.to_owned(),
+            until,
+        };
+        Ok(())
+    }
+}
+
+fn unix_ms(time: SystemTime) -> u64 {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+enum Pledge {
+    #[default]
+    Free,
+    /// This node is asking for pledges (attempt number): it pledged itself.
+    Own(u64),
+    /// Pledged to `former` until `until`.
+    To { former: String, until: Instant },
+    /// This node started the group.
+    Formed,
+}
+
+/// How a [`RaftNode::form_group`] attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FormOutcome {
+    /// This node started the group (a one-voter group; the others join it).
+    Formed,
+    /// This node already is in a group.
+    AlreadyInGroup,
+    /// This peer is in a group already: join it instead.
+    PeerInGroup(RaftMember),
+    /// No group was started (too few pledges, or this node pledged itself to
+    /// another former): try again later.
+    NotNow(String),
+}
 
 impl RaftNode {
     /// Bootstraps a one-voter cluster of this node. Does nothing (Ok) if
@@ -35,12 +174,157 @@ impl RaftNode {
         if self.is_initialized() {
             return Ok(());
         }
+        {
+            let mut formation = self.formation.lock().await;
+            if !self.initialize_self(&mut formation).await? {
+                return Ok(());
+            }
+        }
+        self.wait_until_elected().await;
+        Ok(())
+    }
+
+    /// Starts the group of a new cluster: asks every one of `peers` (the
+    /// other nodes this node knows) to pledge itself to this node, and
+    /// starts a one-voter group of itself if `quorum` nodes (a majority of
+    /// the cluster, this node included) did within [`FORM_DEADLINE`].
+    ///
+    /// A node pledges itself to one former at a time (for [`PLEDGE_LEASE`]),
+    /// and while it asks for pledges it has pledged itself; so two nodes
+    /// that each count pledges of a majority of the same cluster cannot both
+    /// start a group. Two nodes asking at once: the one first by name wins
+    /// when they reach each other, the other yields.
+    ///
+    /// Returns [`FormOutcome::PeerInGroup`] if a peer answered it already is
+    /// in a group (the caller then joins that group with
+    /// [`RaftNode::join_via`]).
+    pub async fn form_group(&self, peers: &[RaftMember], quorum: usize) -> Result<FormOutcome, RaftError> {
+        self.check_running()?;
+        let attempt = {
+            let mut formation = self.formation.lock().await;
+            if self.is_initialized() || formation.pledge == Pledge::Formed {
+                return Ok(FormOutcome::AlreadyInGroup);
+            }
+            if let Pledge::To { former, until } = &formation.pledge {
+                if *until > Instant::now() {
+                    return Ok(FormOutcome::NotNow(format!("pledged to {former}")));
+                }
+            }
+            formation.attempts += 1;
+            formation.pledge = Pledge::Own(formation.attempts);
+            formation.attempts
+        };
+        let started = Instant::now();
+        let mut asks = tokio::task::JoinSet::new();
+        for peer in peers.iter().filter(|peer| peer.id() != self.id) {
+            let call = self.transport.call(
+                peer,
+                RaftRequest::MayForm {
+                    former: self.member.clone(),
+                },
+            );
+            let peer = peer.clone();
+            asks.spawn(async move { (peer, tokio::time::timeout(PLEDGE_ASK_TIMEOUT, call).await) });
+        }
+        let mut pledges = 1;
+        let mut in_group = None;
+        let mut refusals = Vec::new();
+        while let Some(answer) = asks.join_next().await {
+            let Ok((peer, answer)) = answer else { continue };
+            match answer {
+                Ok(Ok(RaftReply::Pledge { in_group: true, .. })) => in_group = Some(peer),
+                Ok(Ok(RaftReply::Pledge { granted: true, .. })) => pledges += 1,
+                Ok(Ok(RaftReply::Pledge { .. })) => refusals.push(format!("{} refused", peer.name)),
+                Ok(Ok(other)) => refusals.push(format!("{}: unexpected answer {other:?}", peer.name)),
+                Ok(Err(error)) => refusals.push(format!("{}: {error}", peer.name)),
+                Err(_) => refusals.push(format!("{}: timed out", peer.name)),
+            }
+        }
+        let mut formation = self.formation.lock().await;
+        if formation.pledge != Pledge::Own(attempt) {
+            // Yielded to a former first by name (or formed meanwhile).
+            return Ok(match &formation.pledge {
+                Pledge::Formed => FormOutcome::AlreadyInGroup,
+                Pledge::To { former, .. } => FormOutcome::NotNow(format!("yielded to {former}")),
+                _ => FormOutcome::NotNow("attempt superseded".into()),
+            });
+        }
+        formation.pledge = Pledge::Free;
+        if let Some(peer) = in_group {
+            return Ok(FormOutcome::PeerInGroup(peer));
+        }
+        if self.is_initialized() {
+            return Ok(FormOutcome::AlreadyInGroup);
+        }
+        if pledges < quorum {
+            return Ok(FormOutcome::NotNow(format!(
+                "{pledges} of the {quorum} pledges needed ({})",
+                refusals.join("; ")
+            )));
+        }
+        if started.elapsed() >= FORM_DEADLINE {
+            return Ok(FormOutcome::NotNow("the pledges came too late".into()));
+        }
+        // Still holding the formation lock: a request for a pledge that
+        // arrives now waits and then learns this node is in a group.
+        let formed = self.initialize_self(&mut formation).await?;
+        drop(formation);
+        if !formed {
+            return Ok(FormOutcome::AlreadyInGroup);
+        }
+        tracing::info!(pledges, quorum, "started the lock group");
+        self.wait_until_elected().await;
+        Ok(FormOutcome::Formed)
+    }
+
+    /// Answers [`RaftRequest::MayForm`] from `former`.
+    pub(crate) async fn pledge(&self, former: &RaftMember) -> RaftReply {
+        let mut formation = self.formation.lock().await;
+        if self.is_initialized() || formation.pledge == Pledge::Formed {
+            return RaftReply::Pledge {
+                granted: false,
+                in_group: true,
+            };
+        }
+        let now = Instant::now();
+        let granted = match &formation.pledge {
+            Pledge::Free | Pledge::Formed => true,
+            // Asking itself: yields to a former first by name.
+            Pledge::Own(_) => former.name < self.member.name,
+            Pledge::To { former: to, until } => to == &former.name || *until <= now,
+        };
+        if granted {
+            if let Err(error) = formation.pledge_to(&former.name).await {
+                tracing::warn!(%error, "could not persist a pledge; refused it");
+                return RaftReply::Pledge {
+                    granted: false,
+                    in_group: false,
+                };
+            }
+        }
+        tracing::debug!(former = %former, granted, "asked for a pledge to start the lock group");
+        RaftReply::Pledge {
+            granted,
+            in_group: false,
+        }
+    }
+
+    /// Initializes a one-voter group of this node (the caller holds the
+    /// formation lock). False if this node already had a membership.
+    async fn initialize_self(&self, formation: &mut Formation) -> Result<bool, RaftError> {
         let members = BTreeMap::from([(self.id, self.member.clone())]);
         match self.raft.initialize(members).await {
-            Ok(()) => {}
-            Err(OpenRaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => return Ok(()),
-            Err(error) => return Err(RaftError::Membership(error.to_string())),
+            Ok(()) => {
+                formation.pledge = Pledge::Formed;
+                Ok(true)
+            }
+            Err(OpenRaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => Ok(false),
+            Err(error) => Err(RaftError::Membership(error.to_string())),
         }
+    }
+
+    /// Waits (bounded) until the group this node started has elected it.
+    async fn wait_until_elected(&self) {
         let elected = self
             .raft
             .wait(Some(self.options.submit_timeout))
@@ -49,7 +333,6 @@ impl RaftNode {
         if elected.is_err() {
             tracing::warn!("raft initialized but no leader elected yet");
         }
-        Ok(())
     }
 
     /// Adds the node `name` (reachable at `address`) as a voter. Called on

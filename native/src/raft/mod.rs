@@ -32,6 +32,7 @@ pub mod types;
 pub use config::RaftOptions;
 pub use error::RaftError;
 pub use log::{lock_log, start_with_locks, RaftLockLog};
+pub use membership::FormOutcome;
 pub use node::RaftNode;
 pub use transport::{RaftReply, RaftRequest, RaftTransport};
 pub use types::{node_id_for, NodeId, RaftMember, TypeConfig};

@@ -37,6 +37,9 @@ pub struct RaftNode {
     /// caller that timed out and asks again waits for the first attempt and
     /// then finds it done, instead of racing it.
     pub(crate) membership_changes: Arc<tokio::sync::Mutex<()>>,
+    /// Starting the group: this node's own attempt or its pledge to another
+    /// node's (see [`RaftNode::form_group`]).
+    pub(crate) formation: tokio::sync::Mutex<membership::Formation>,
 }
 
 /// Where a request for the leader goes.
@@ -81,6 +84,7 @@ impl RaftNode {
         let id = node_id_for(name);
         let db = super::db::open(data_dir).await?;
         let log_store = LogStore::new(db.clone());
+        let formation = membership::Formation::open(db.clone()).await?;
         let state_machine = LockStateMachine::open(db, locks.clone())
             .await
             .map_err(RaftError::storage)?;
@@ -102,6 +106,7 @@ impl RaftNode {
             locks,
             options,
             membership_changes: Arc::default(),
+            formation: tokio::sync::Mutex::new(formation),
         })
     }
 
@@ -218,6 +223,9 @@ impl RaftNode {
     /// Serves a request from a peer (the peer layer calls this for every
     /// [`RaftRequest`] frame it receives and sends the reply back).
     ///
+    /// MayForm is answered by nodes in no group yet (see
+    /// [`RaftNode::form_group`]).
+    ///
     /// ClientWrite, AddVoter and RemoveNode are served only by the leader;
     /// any other node answers [`RaftReply::ForwardToLeader`] and the caller
     /// retries there. Membership changes run in a task of their own, so
@@ -263,6 +271,7 @@ impl RaftNode {
                 }))
                 .await
             }
+            RaftRequest::MayForm { former } => self.pledge(&former).await,
         }
     }
 }

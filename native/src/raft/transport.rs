@@ -30,6 +30,9 @@ pub enum RaftRequest {
     AddVoter { node_id: NodeId, member: RaftMember },
     /// Remove a node from the membership; leader only.
     RemoveNode { node_id: NodeId },
+    /// `former`, in no group yet, asks for a pledge before it starts the
+    /// group (see [`RaftNode::form_group`](super::RaftNode::form_group)).
+    MayForm { former: RaftMember },
 }
 
 impl RaftRequest {
@@ -42,6 +45,7 @@ impl RaftRequest {
             RaftRequest::ClientWrite(_) => "ClientWrite",
             RaftRequest::AddVoter { .. } => "AddVoter",
             RaftRequest::RemoveNode { .. } => "RemoveNode",
+            RaftRequest::MayForm { .. } => "MayForm",
         }
     }
 }
@@ -63,6 +67,13 @@ pub enum RaftReply {
     },
     /// A membership change (AddVoter, RemoveNode) is done.
     Done,
+    /// The answer to [`RaftRequest::MayForm`]: whether this node pledged
+    /// itself to the asking former, and whether it already is in a group
+    /// (then the former must join that group instead).
+    Pledge {
+        granted: bool,
+        in_group: bool,
+    },
     /// The request failed on the remote node; whether a ClientWrite was
     /// committed is unknown.
     Error(String),

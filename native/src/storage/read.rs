@@ -169,8 +169,8 @@ impl<D: DocumentsTable, I: IndexTable> CollectionView<'_, D, I> {
                         }
                         let (id, exact_value) = split_index_key(key.value(), *path_prefix_len)?;
                         // Only an exact plan over an exact value needs no document.
-                        let matches = (plan.exact && exact_value)
-                            || self.load_match(query, sets, id)?.is_some();
+                        let matches =
+                            (plan.exact && exact_value) || self.load_match(query, sets, id)?.is_some();
                         if matches {
                             count += 1;
                         }

@@ -9,6 +9,10 @@
 //! the next group, so throughput grows with concurrency instead of being
 //! capped at one fsync per write.
 //!
+//! Under concurrent load a group waits up to ~2 ms for the writes its
+//! callers send right after being answered (see [`linger`]); a lone writer
+//! never waits.
+//!
 //! Each operation gets its own answer: a rejected one (duplicate id, ...)
 //! changes nothing and does not disturb its neighbours (see [`super::apply`]);
 //! only a storage failure fails the whole group.
@@ -16,7 +20,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use canhazdb_core::query::Query;
 use redb::Database;
@@ -31,6 +35,14 @@ pub const QUEUE_CAPACITY: usize = 1024;
 
 /// The most operations committed in one transaction.
 pub const MAX_BATCH: usize = 1024;
+
+/// Linger (see [`linger`]) only after a group at least this big: a lone
+/// writer never waits.
+const LINGER_MIN_BATCH: usize = 16;
+/// The longest a group waits for stragglers...
+const LINGER_MAX: Duration = Duration::from_millis(2);
+/// ...and it stops waiting once no write arrived for this long.
+const LINGER_QUIET: Duration = Duration::from_micros(300);
 
 /// Whether commits also save redb's allocator state ("quick repair"), so
 /// that opening after a crash (kill -9) does not have to walk the whole
@@ -112,14 +124,14 @@ pub async fn answer<T>(reply: oneshot::Receiver<Result<T, StorageError>>) -> Res
 
 fn run(database: Arc<Database>, mut receiver: mpsc::Receiver<WriteOp>) {
     let mut closers = Vec::new();
+    let mut previous_batch = 0;
     while let Some(first) = receiver.blocking_recv() {
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match receiver.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
-            }
+        drain(&mut receiver, &mut batch);
+        if previous_batch >= LINGER_MIN_BATCH {
+            linger(&mut receiver, &mut batch, previous_batch);
         }
+        previous_batch = batch.len();
         // Anything after a Close in this batch is refused below.
         if let Some(position) = batch.iter().position(|op| matches!(op, WriteOp::Close { .. })) {
             let rest = batch.split_off(position);
@@ -146,6 +158,38 @@ fn run(database: Arc<Database>, mut receiver: mpsc::Receiver<WriteOp>) {
     drop(database);
     for closer in closers {
         let _ = closer.send(());
+    }
+}
+
+/// Move whatever is queued (up to [`MAX_BATCH`]) into `batch`.
+fn drain(receiver: &mut mpsc::Receiver<WriteOp>, batch: &mut Vec<WriteOp>) {
+    while batch.len() < MAX_BATCH {
+        match receiver.try_recv() {
+            Ok(op) => batch.push(op),
+            Err(_) => break,
+        }
+    }
+}
+
+/// Under concurrent load, callers answered by the last commit send their
+/// next write a moment after the writer has already started the next
+/// group; without waiting, the writers split into two cohorts that commit
+/// alternately, each paying a full commit. So when the last group was big
+/// and this one is still smaller, wait a little while writes keep coming.
+fn linger(receiver: &mut mpsc::Receiver<WriteOp>, batch: &mut Vec<WriteOp>, previous_batch: usize) {
+    let started = Instant::now();
+    let mut last_arrival = started;
+    while batch.len() < previous_batch.min(MAX_BATCH)
+        && started.elapsed() < LINGER_MAX
+        && last_arrival.elapsed() < LINGER_QUIET
+    {
+        let before = batch.len();
+        drain(receiver, batch);
+        if batch.len() > before {
+            last_arrival = Instant::now();
+        } else {
+            std::thread::sleep(Duration::from_micros(50));
+        }
     }
 }
 
