@@ -226,7 +226,10 @@ mod tests {
 
     #[test]
     fn unmarked_or_malformed_payloads() {
-        assert_eq!(InternalRequest::decode_payload(br#"{"20":"Done"}"#).unwrap(), None);
+        assert_eq!(
+            InternalRequest::decode_payload(br#"{"20":"Done"}"#).unwrap(),
+            None
+        );
         assert!(InternalRequest::decode_payload(br#"{"2":true,"20":{"Bogus":1}}"#).is_err());
         assert!(InternalRequest::decode_payload(b"nope").is_err());
     }
@@ -236,6 +239,9 @@ mod tests {
         let reply = InternalReply::Count(4).into_reply();
         assert_eq!(InternalReply::from_reply(120, reply), Ok(InternalReply::Count(4)));
         let failure = Reply::error(Status::ServerError, "disk full");
-        assert_eq!(InternalReply::from_reply(124, failure), Err((124, "disk full".into())));
+        assert_eq!(
+            InternalReply::from_reply(124, failure),
+            Err((124, "disk full".into()))
+        );
     }
 }

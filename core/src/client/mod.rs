@@ -104,7 +104,8 @@ impl Client {
     fn queue(&mut self, expect: Expect, command: u8, payload: Bytes) -> Result<RequestId, ClientError> {
         let id = self.ids.allocate().ok_or(ClientError::TooManyInFlight)?;
         self.pending.insert(id, expect);
-        self.transmit.push_back(Frame::new(id, command, payload).to_bytes());
+        self.transmit
+            .push_back(Frame::new(id, command, payload).to_bytes());
         Ok(id)
     }
 

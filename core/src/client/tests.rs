@@ -253,11 +253,26 @@ fn subscriptions_dispatch_like_the_v8_client() {
 #[test]
 fn raw_requests_get_their_reply_unchecked() {
     let mut client = Client::default();
-    let id = client.request_raw(80, Bytes::from_static(b"{\"2\":true}")).unwrap();
+    let id = client
+        .request_raw(80, Bytes::from_static(b"{\"2\":true}"))
+        .unwrap();
     let frames = sent_frames(&mut client);
-    assert_eq!((frames[0].command, &frames[0].payload[..]), (80, &b"{\"2\":true}"[..]));
-    client.receive(&reply_bytes(id, Status::ServerError, Reply::error(Status::ServerError, "boom")));
-    let [Event::Reply { result: Ok(Response::Raw { code, reply }), .. }] = &events(&mut client)[..] else { panic!() };
+    assert_eq!(
+        (frames[0].command, &frames[0].payload[..]),
+        (80, &b"{\"2\":true}"[..])
+    );
+    client.receive(&reply_bytes(
+        id,
+        Status::ServerError,
+        Reply::error(Status::ServerError, "boom"),
+    ));
+    let [Event::Reply {
+        result: Ok(Response::Raw { code, reply }),
+        ..
+    }] = &events(&mut client)[..]
+    else {
+        panic!()
+    };
     assert_eq!(*code, 124);
     assert_eq!(reply.error.as_deref(), Some("boom"));
 }

@@ -64,7 +64,9 @@ async fn heartbeat_round(node: &Arc<Node>) {
         });
     }
     while let Some(joined) = calls.join_next().await {
-        let Ok((peer, is_join, reply)) = joined else { continue };
+        let Ok((peer, is_join, reply)) = joined else {
+            continue;
+        };
         match reply {
             Ok(InternalReply::Hello(theirs)) => {
                 if is_join {
@@ -83,8 +85,12 @@ async fn heartbeat_round(node: &Arc<Node>) {
 /// Locks held through a node that has been silent for a while are released
 /// (spec: a lock dies when the node holding its connection leaves).
 async fn release_locks_of_departed(node: &Arc<Node>) {
-    let origins: std::collections::BTreeSet<String> =
-        node.locks.entries().into_iter().map(|entry| entry.origin).collect();
+    let origins: std::collections::BTreeSet<String> = node
+        .locks
+        .entries()
+        .into_iter()
+        .map(|entry| entry.origin)
+        .collect();
     for origin in origins {
         if origin == node.cluster.name() {
             continue;

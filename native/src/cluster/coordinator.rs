@@ -124,7 +124,9 @@ fn unexpected(node: String, reply: InternalReply) -> CoordinatorError {
 
 fn peer_failure(error: PeerError) -> CoordinatorError {
     match error {
-        PeerError::Failed { code: 121, message, .. } => CoordinatorError::BadRequest(message),
+        PeerError::Failed {
+            code: 121, message, ..
+        } => CoordinatorError::BadRequest(message),
         other => CoordinatorError::Unavailable(format!("{other}; the answer could be incomplete")),
     }
 }
@@ -135,7 +137,10 @@ fn peer_failure(error: PeerError) -> CoordinatorError {
 async fn retry_read<T, F: std::future::Future<Output = Outcome<T>>>(attempt: impl Fn() -> F) -> Outcome<T> {
     match attempt().await {
         Err(CoordinatorError::Unavailable(message)) => {
-            tracing::debug!(message, "a node failed during a read; trying again with a fresh view");
+            tracing::debug!(
+                message,
+                "a node failed during a read; trying again with a fresh view"
+            );
             attempt().await
         }
         other => other,
@@ -155,7 +160,9 @@ async fn get_once(node: &Arc<Node>, collection: &str, read: &ReadOptions) -> Out
         fields,
         order,
         limit,
-    } = read.parse().map_err(|error| CoordinatorError::BadRequest(error.to_string()))?;
+    } = read
+        .parse()
+        .map_err(|error| CoordinatorError::BadRequest(error.to_string()))?;
     let online = read_view(node)?;
     let remote = peers_named(node, &online);
     let cheap = is_cheap(&query) && order.is_none();
@@ -192,7 +199,10 @@ async fn get_once(node: &Arc<Node>, collection: &str, read: &ReadOptions) -> Out
         documents
     };
     if let Some(fields) = &fields {
-        documents = documents.iter().map(|document| fields.project(document)).collect();
+        documents = documents
+            .iter()
+            .map(|document| fields.project(document))
+            .collect();
     }
     Ok(documents)
 }
@@ -260,13 +270,19 @@ pub async fn post(node: &Arc<Node>, collection: &str, mut document: Map<String, 
         }
         .into());
     }
-    let replicas = choose_replicas(&node.cluster.known_names(), node.cluster.replicas(), &mut OsRandom);
+    let replicas = choose_replicas(
+        &node.cluster.known_names(),
+        node.cluster.replicas(),
+        &mut OsRandom,
+    );
     let mut stored_somewhere = false;
     let mut missed = Vec::new();
     let mut remote = Vec::new();
     for replica in &replicas {
         if replica == node.cluster.name() {
-            node.store.insert(collection, document.clone(), replicas.clone()).await?;
+            node.store
+                .insert(collection, document.clone(), replicas.clone())
+                .await?;
             stored_somewhere = true;
         } else {
             match node.cluster.peer(replica).filter(|peer| peer.is_reachable()) {
@@ -283,7 +299,9 @@ pub async fn post(node: &Arc<Node>, collection: &str, mut document: Map<String, 
     for (name, reply) in call_all(remote, request).await {
         match reply {
             Ok(_) => stored_somewhere = true,
-            Err(PeerError::Failed { code: 121, message, .. }) => return Err(CoordinatorError::BadRequest(message)),
+            Err(PeerError::Failed {
+                code: 121, message, ..
+            }) => return Err(CoordinatorError::BadRequest(message)),
             Err(error) => {
                 tracing::warn!(%error, replica = %name, "replica missed a POST; recording a repair");
                 missed.push(name);

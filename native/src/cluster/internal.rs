@@ -32,7 +32,10 @@ impl From<crate::storage::StorageError> for InternalFailure {
     fn from(error: crate::storage::StorageError) -> Self {
         use crate::storage::StorageError;
         InternalFailure {
-            bad_request: matches!(error, StorageError::DuplicateId { .. } | StorageError::InvalidDocument(_)),
+            bad_request: matches!(
+                error,
+                StorageError::DuplicateId { .. } | StorageError::InvalidDocument(_)
+            ),
             message: error.to_string(),
         }
     }
@@ -77,8 +80,14 @@ pub async fn handle(node: &Arc<Node>, request: InternalRequest) -> Result<Intern
             limit,
             online,
         } => {
-            let query = ReadOptions::with_query(query).parse_query().map_err(bad_request)?;
-            let order = order.as_ref().map(Order::parse).transpose().map_err(bad_request)?;
+            let query = ReadOptions::with_query(query)
+                .parse_query()
+                .map_err(bad_request)?;
+            let order = order
+                .as_ref()
+                .map(Order::parse)
+                .transpose()
+                .map_err(bad_request)?;
             let limit = limit
                 .map(|limit| parse_limit(&Value::from(limit)))
                 .transpose()
@@ -96,11 +105,14 @@ pub async fn handle(node: &Arc<Node>, request: InternalRequest) -> Result<Intern
             query,
             online,
         } => {
-            let query = ReadOptions::with_query(query).parse_query().map_err(bad_request)?;
+            let query = ReadOptions::with_query(query)
+                .parse_query()
+                .map_err(bad_request)?;
             let node = node.clone();
-            let count = tokio::task::spawn_blocking(move || local::count(&node, &collection, &query, &online))
-                .await
-                .map_err(server_error)??;
+            let count =
+                tokio::task::spawn_blocking(move || local::count(&node, &collection, &query, &online))
+                    .await
+                    .map_err(server_error)??;
             InternalReply::Count(count)
         }
         InternalRequest::Update {
@@ -146,6 +158,8 @@ pub async fn handle(node: &Arc<Node>, request: InternalRequest) -> Result<Intern
             node.join_raft(&member).await.map_err(server_error)?;
             InternalReply::Done
         }
-        InternalRequest::Raft(message) => InternalReply::Raft(node.handle_raft(message).await.map_err(server_error)?),
+        InternalRequest::Raft(message) => {
+            InternalReply::Raft(node.handle_raft(message).await.map_err(server_error)?)
+        }
     })
 }

@@ -89,8 +89,16 @@ pub async fn update(
 ) -> Result<Vec<ChangedReplica>, LocalError> {
     let query = parse_query(query)?;
     let changed = match change {
-        Change::Replace(document) => node.store.update(collection, query, Mutation::Replace(Value::Object(document))).await?,
-        Change::Merge(patch) => node.store.update(collection, query, Mutation::Merge(patch)).await?,
+        Change::Replace(document) => {
+            node.store
+                .update(collection, query, Mutation::Replace(Value::Object(document)))
+                .await?
+        }
+        Change::Merge(patch) => {
+            node.store
+                .update(collection, query, Mutation::Merge(patch))
+                .await?
+        }
         Change::Delete => node.store.delete(collection, query).await?,
     };
     let filter = PrimaryFilter::new(node.cluster.name(), online);
@@ -118,12 +126,19 @@ pub fn fetch(node: &Node, collection: &str, id: &str) -> Result<Option<ReplicaCo
 
 /// Makes this node's copy of a document equal `copy` (or absent): used by
 /// repairs, under the collection's lock.
-pub async fn overwrite(node: &Node, collection: &str, id: &str, copy: Option<ReplicaCopy>) -> Result<(), StorageError> {
+pub async fn overwrite(
+    node: &Node,
+    collection: &str,
+    id: &str,
+    copy: Option<ReplicaCopy>,
+) -> Result<(), StorageError> {
     let query = Query::parse(&json!({ "id": id })).unwrap_or_default();
     node.store.delete(collection, query).await?;
     if let Some(copy) = copy {
         if copy.replicas.iter().any(|replica| replica == node.cluster.name()) {
-            node.store.insert(collection, copy.document, copy.replicas).await?;
+            node.store
+                .insert(collection, copy.document, copy.replicas)
+                .await?;
         }
     }
     Ok(())

@@ -61,7 +61,11 @@ impl Membership {
 
     /// Known members other than this node.
     pub fn peers(&self) -> Vec<Member> {
-        self.members.values().filter(|m| m.name != self.me.name).cloned().collect()
+        self.members
+            .values()
+            .filter(|m| m.name != self.me.name)
+            .cloned()
+            .collect()
     }
 
     pub fn names(&self) -> Vec<String> {

@@ -122,11 +122,20 @@ impl Cluster {
     }
 
     pub fn peers(&self) -> Vec<Arc<Peer>> {
-        self.peers.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+        self.peers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
     pub fn peer(&self, name: &str) -> Option<Arc<Peer>> {
-        self.peers.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+        self.peers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
     }
 
     pub(crate) fn join_links(&self) -> Vec<Arc<Peer>> {
@@ -157,7 +166,10 @@ impl Cluster {
 
     /// Peers that answer (healthy or not), for writes.
     pub fn reachable_peers(&self) -> Vec<Arc<Peer>> {
-        self.peers().into_iter().filter(|peer| peer.is_reachable()).collect()
+        self.peers()
+            .into_iter()
+            .filter(|peer| peer.is_reachable())
+            .collect()
     }
 
     pub fn repair_state(&self) -> RepairState {
@@ -167,7 +179,11 @@ impl Cluster {
     pub fn set_repair_state(&self, state: RepairState) {
         let mut current = locked(&self.repair_state);
         if *current != state {
-            tracing::info!(checked = state.checked, pending = state.pending, "repair state changed");
+            tracing::info!(
+                checked = state.checked,
+                pending = state.pending,
+                "repair state changed"
+            );
         }
         *current = state;
     }
@@ -178,7 +194,11 @@ impl Cluster {
         let known = members + locked(&self.joins).len();
         let reachable = 1 + self.reachable_peers().len();
         let state = self.repair_state();
-        let pending = if state.checked { state.pending } else { state.pending.max(1) };
+        let pending = if state.checked {
+            state.pending
+        } else {
+            state.pending.max(1)
+        };
         health::assess(known, reachable, pending)
     }
 
@@ -252,7 +272,9 @@ impl Cluster {
                 }
                 let peer = self.peer(&member.name);
                 NodeView {
-                    connected: peer.as_ref().is_some_and(|p| p.is_connected() && p.is_reachable()),
+                    connected: peer
+                        .as_ref()
+                        .is_some_and(|p| p.is_connected() && p.is_reachable()),
                     online: peer.as_ref().is_some_and(|p| p.is_reachable()),
                     healthy: peer.as_ref().is_some_and(|p| p.is_serving()),
                     member,

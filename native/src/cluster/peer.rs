@@ -143,13 +143,20 @@ impl Peer {
         result
     }
 
-    async fn try_call(&self, request: &InternalRequest, timeout: Duration) -> Result<InternalReply, PeerError> {
+    async fn try_call(
+        &self,
+        request: &InternalRequest,
+        timeout: Duration,
+    ) -> Result<InternalReply, PeerError> {
         let client = self.client().await?;
         let address = self.member().address;
-        let reply = tokio::time::timeout(timeout, client.request_raw(INTERNAL_COMMAND, request.encode_payload()))
-            .await
-            .map_err(|_| PeerError::Unreachable(address.clone(), "request timed out".into()))?
-            .map_err(|error| PeerError::Unreachable(address.clone(), error.to_string()))?;
+        let reply = tokio::time::timeout(
+            timeout,
+            client.request_raw(INTERNAL_COMMAND, request.encode_payload()),
+        )
+        .await
+        .map_err(|_| PeerError::Unreachable(address.clone(), "request timed out".into()))?
+        .map_err(|error| PeerError::Unreachable(address.clone(), error.to_string()))?;
         let (code, reply) = reply;
         InternalReply::from_reply(code, reply).map_err(|(code, message)| PeerError::Failed {
             node: self.name(),

@@ -73,7 +73,9 @@ pub async fn run_round(node: &Arc<Node>) {
     }
     let applied: BTreeSet<&String> = records
         .values()
-        .filter(|repair| repaired_documents.contains(&(repair.collection.clone(), repair.document_id.clone())))
+        .filter(|repair| {
+            repaired_documents.contains(&(repair.collection.clone(), repair.document_id.clone()))
+        })
         .map(|repair| &repair.id)
         .collect();
     for peer in &peers {

@@ -102,7 +102,8 @@ mod tests {
     fn records_are_kept_per_target_until_removed() {
         let dir = tempfile::tempdir().unwrap();
         let log = RepairLog::open(dir.path()).unwrap();
-        log.add(&[repair("1", "b"), repair("2", "b"), repair("3", "bc")]).unwrap();
+        log.add(&[repair("1", "b"), repair("2", "b"), repair("3", "bc")])
+            .unwrap();
         assert_eq!(log.for_target("b").unwrap().len(), 2);
         log.remove("b", &["1".into()]).unwrap();
         drop(log);

@@ -43,7 +43,9 @@ impl From<MessageError> for Failure {
 impl From<StorageError> for Failure {
     fn from(error: StorageError) -> Self {
         match error {
-            StorageError::DuplicateId { .. } | StorageError::InvalidDocument(_) => Failure::bad_request(error),
+            StorageError::DuplicateId { .. } | StorageError::InvalidDocument(_) => {
+                Failure::bad_request(error)
+            }
             other => {
                 tracing::error!(error = %other, "storage failed");
                 Failure::server_error(other)
@@ -121,7 +123,11 @@ async fn answer(node: &Arc<Node>, session: &SessionContext, frame: &Frame) -> Ou
             query,
             lock,
         } => update(node, &collection, query, &lock, Change::Merge(patch)).await,
-        Request::Delete { collection, query, lock } => update(node, &collection, query, &lock, Change::Delete).await,
+        Request::Delete {
+            collection,
+            query,
+            lock,
+        } => update(node, &collection, query, &lock, Change::Delete).await,
         Request::Lock { key } => lock(node, session, &key).await,
         Request::Unlock { lock_id } => match node.locks.unlock(&lock_id, &session.owner).await {
             Ok(()) => Ok(Reply::with_lock_id(lock_id)),
@@ -214,7 +220,10 @@ async fn respect_lock(node: &Node, collection: &CollectionId, lock: &LockOptions
 }
 
 fn locked(collection: &CollectionId) -> Failure {
-    Failure(Status::Locked, Some(format!("collection \"{collection}\" is locked")))
+    Failure(
+        Status::Locked,
+        Some(format!("collection \"{collection}\" is locked")),
+    )
 }
 
 /// PUT, PATCH and DELETE: each takes the collection's lock for its own
@@ -234,7 +243,10 @@ async fn update(
     } else {
         let one_at_a_time = !node.cluster.is_alone();
         let fail_if_locked = lock.strategy == LockStrategy::Fail;
-        let lease = node.write_leases.enter(key, one_at_a_time, fail_if_locked).await?;
+        let lease = node
+            .write_leases
+            .enter(key, one_at_a_time, fail_if_locked)
+            .await?;
         Some(lease.ok_or_else(|| locked(collection))?)
     };
     let method = match change {

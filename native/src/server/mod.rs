@@ -76,7 +76,10 @@ pub(crate) async fn listen(address: &str) -> std::io::Result<TcpListener> {
             TcpSocket::new_v6()?
         };
         socket.set_reuseaddr(true)?;
-        match socket.bind(socket_address).and_then(|()| socket.listen(LISTEN_BACKLOG)) {
+        match socket
+            .bind(socket_address)
+            .and_then(|()| socket.listen(LISTEN_BACKLOG))
+        {
             Ok(listener) => return Ok(listener),
             Err(error) => last_error = Some(error),
         }
@@ -119,7 +122,8 @@ impl RunningServer {
             .and_then(|listener| listener.local_addr().ok());
         let me = node::member(&config.node_name, &config.host, local_addr.port());
         let (me_name, me_address) = (me.name.clone(), me.address.clone());
-        let cluster = Cluster::open(&config.data_dir, me, &config.join, config.replicas).map_err(ServerError::Cluster)?;
+        let cluster = Cluster::open(&config.data_dir, me, &config.join, config.replicas)
+            .map_err(ServerError::Cluster)?;
         let transport = Arc::new(PeerTransport::default());
         let (raft, locks) = raft::start_with_locks(
             &me_name,
@@ -136,7 +140,13 @@ impl RunningServer {
                 .await
                 .map_err(|error| ServerError::Raft(error.to_string()))?;
         }
-        let node = Arc::new(Node::new(cluster, store, locks, Consensus::new(raft), config.max_frame_bytes));
+        let node = Arc::new(Node::new(
+            cluster,
+            store,
+            locks,
+            Consensus::new(raft),
+            config.max_frame_bytes,
+        ));
         transport.attach(&node);
         if node.cluster.is_alone() {
             // A group of one elects itself within moments; serve once it has.
@@ -183,7 +193,10 @@ impl RunningServer {
     pub async fn shutdown(self) -> Result<(), ServerError> {
         self.shutdown.cancel();
         self.node.tasks.close();
-        if tokio::time::timeout(DRAIN_TIMEOUT, self.node.tasks.wait()).await.is_err() {
+        if tokio::time::timeout(DRAIN_TIMEOUT, self.node.tasks.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("requests still running after {DRAIN_TIMEOUT:?}; closing storage anyway");
         }
         self.node.consensus.raft.shutdown().await;

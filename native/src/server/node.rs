@@ -9,8 +9,8 @@ use tokio_util::task::TaskTracker;
 
 use super::locks::LockManager;
 use super::notify::NotifyHub;
-use super::write_lease::WriteLeases;
 use super::session::ConnectionId;
+use super::write_lease::WriteLeases;
 use crate::cluster::consensus::Consensus;
 use crate::cluster::Cluster;
 use crate::storage::Store;
@@ -73,7 +73,9 @@ impl Node {
     /// It must also be part of a working lock group.
     pub fn health(&self) -> Health {
         match self.cluster.health() {
-            Health::Healthy if !self.consensus.is_ready() => Health::Unhealthy(UnhealthyReason::NotInLockGroup),
+            Health::Healthy if !self.consensus.is_ready() => {
+                Health::Unhealthy(UnhealthyReason::NotInLockGroup)
+            }
             health => health,
         }
     }
@@ -101,14 +103,21 @@ pub fn status_text(healthy: bool) -> &'static str {
 /// `host:port` → (host, port); a malformed address gives port 0.
 pub fn split_address(address: &str) -> (String, u16) {
     match address.rsplit_once(':') {
-        Some((host, port)) => (host.trim_matches(['[', ']']).to_owned(), port.parse().unwrap_or(0)),
+        Some((host, port)) => (
+            host.trim_matches(['[', ']']).to_owned(),
+            port.parse().unwrap_or(0),
+        ),
         None => (address.to_owned(), 0),
     }
 }
 
 /// The member record for a node listening on `host:port`.
 pub fn member(name: &str, host: &str, port: u16) -> Member {
-    let host = if host.contains(':') { format!("[{host}]") } else { host.to_owned() };
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
     Member {
         name: name.to_owned(),
         address: format!("{host}:{port}"),

@@ -40,7 +40,12 @@ impl NotifyHub {
     }
 
     /// NOTIFY_ON for `connection`.
-    pub fn register(&self, connection: ConnectionId, pattern: &str, outlet: &Outlet) -> Result<(), NotifyError> {
+    pub fn register(
+        &self,
+        connection: ConnectionId,
+        pattern: &str,
+        outlet: &Outlet,
+    ) -> Result<(), NotifyError> {
         let mut inner = self.inner();
         inner.registry.register(connection, pattern)?;
         inner.outlets.entry(connection).or_insert_with(|| outlet.clone());
@@ -82,7 +87,10 @@ impl NotifyHub {
         for connection in subscribers {
             if let Some(outlet) = inner.outlets.get(&connection) {
                 if outlet.frames.try_send(frame.clone()).is_err() {
-                    tracing::warn!(connection, "closing a connection that does not read its notifications");
+                    tracing::warn!(
+                        connection,
+                        "closing a connection that does not read its notifications"
+                    );
                     outlet.close.cancel();
                 }
             }

@@ -50,7 +50,10 @@ impl Session {
         let connection = node.next_connection_id();
         let context = Arc::new(SessionContext {
             connection,
-            outlet: Outlet { frames: sender, close },
+            outlet: Outlet {
+                frames: sender,
+                close,
+            },
             owner: LockOwner {
                 origin: node.name.clone(),
                 connection,
@@ -77,7 +80,14 @@ impl Session {
             });
         }
         let permits = Arc::new(Semaphore::new(node.max_in_flight));
-        (Session { node, context, permits }, receiver)
+        (
+            Session {
+                node,
+                context,
+                permits,
+            },
+            receiver,
+        )
     }
 
     pub fn connection(&self) -> ConnectionId {

@@ -56,7 +56,10 @@ pub fn documents(node: &Node, collection: &str) -> Result<Option<Vec<Value>>, St
 
 /// QUERY, ORDER, LIMIT and FIELDS over documents held in memory.
 pub fn select(documents: Vec<Value>, selection: &Selection) -> Vec<Value> {
-    let mut documents: Vec<Value> = documents.into_iter().filter(|d| selection.query.matches(d)).collect();
+    let mut documents: Vec<Value> = documents
+        .into_iter()
+        .filter(|d| selection.query.matches(d))
+        .collect();
     if let Some(order) = &selection.order {
         order.sort(&mut documents);
     }

@@ -87,7 +87,10 @@ impl WriteLeases {
         let acquiring = slot.acquiring.lock().await;
         let joinable = {
             let mut lease = slot.lease();
-            let held = lease.entry.as_ref().is_some_and(|entry| self.locks.is_held_by(key, Some(&entry.id)));
+            let held = lease
+                .entry
+                .as_ref()
+                .is_some_and(|entry| self.locks.is_held_by(key, Some(&entry.id)));
             if held && !self.locks.has_waiters(key) {
                 lease.users += 1;
                 true
