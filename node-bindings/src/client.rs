@@ -23,7 +23,9 @@ use napi_derive::napi;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use crate::convert::{self, json_type};
+use canhazdb_core::query::json_type_name;
+
+use crate::convert;
 use crate::error::Failure;
 use crate::keepalive::KeepAlive;
 use crate::{settle, settle_value};
@@ -147,8 +149,7 @@ impl Client {
         options: Option<WriteOptions<'env>>,
     ) -> napi::Result<PromiseRaw<'env, Value>> {
         let client = self.inner.clone();
-        let arguments = document_argument(env, document, "document")
-            .and_then(|document| Ok((document, write_options(env, options)?)));
+        let arguments = write_arguments(env, document, "document", options);
         settle_value(env, async move {
             let (document, options) = arguments?;
             Ok(client.post(&collection_id, document, options).await?)
@@ -218,8 +219,7 @@ impl Client {
         options: Option<WriteOptions<'env>>,
     ) -> napi::Result<PromiseRaw<'env, Vec<String>>> {
         let client = self.inner.clone();
-        let arguments = document_argument(env, document, "document")
-            .and_then(|document| Ok((document, write_options(env, options)?)));
+        let arguments = write_arguments(env, document, "document", options);
         settle_value(env, async move {
             let (document, options) = arguments?;
             Ok(client.put(&collection_id, document, options).await?)
@@ -237,8 +237,7 @@ impl Client {
         options: Option<WriteOptions<'env>>,
     ) -> napi::Result<PromiseRaw<'env, Vec<String>>> {
         let client = self.inner.clone();
-        let arguments = document_argument(env, patch, "patch")
-            .and_then(|patch| Ok((patch, write_options(env, options)?)));
+        let arguments = write_arguments(env, patch, "patch", options);
         settle_value(env, async move {
             let (patch, options) = arguments?;
             Ok(client.patch(&collection_id, patch, options).await?)
@@ -599,10 +598,23 @@ fn document_argument(env: &Env, value: Unknown, what: &str) -> Result<Value, Fai
         Some(object @ Value::Object(_)) => Ok(object),
         Some(other) => Err(Failure::invalid(format!(
             "{what} must be an object, not {}",
-            json_type(&other)
+            json_type_name(&other)
         ))),
         None => Err(Failure::invalid(format!("{what} must be an object"))),
     }
+}
+
+/// The document (or patch) and the options of `post`, `put` and `patch`.
+fn write_arguments(
+    env: &Env,
+    document: Unknown,
+    what: &str,
+    options: Option<WriteOptions>,
+) -> Result<(Value, NativeWriteOptions), Failure> {
+    Ok((
+        document_argument(env, document, what)?,
+        write_options(env, options)?,
+    ))
 }
 
 fn get_options(env: &Env, options: Option<GetOptions>) -> Result<NativeGetOptions, Failure> {

@@ -15,6 +15,7 @@
 
 use std::ptr;
 
+use canhazdb_core::query::json_type_name;
 use napi::bindgen_prelude::{Array, FromNapiValue, Function, JsObjectValue, Object, Unknown};
 use napi::{sys, Env, JsValue, ValueType};
 use serde_json::{Map, Number, Value};
@@ -42,19 +43,8 @@ pub fn to_object(env: &Env, value: Option<Unknown>, what: &str) -> Result<Option
         Some(object @ Value::Object(_)) => Ok(Some(object)),
         Some(other) => Err(Failure::invalid(format!(
             "{what} must be an object, not {}",
-            json_type(&other)
+            json_type_name(&other)
         ))),
-    }
-}
-
-pub fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

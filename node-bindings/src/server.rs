@@ -15,7 +15,7 @@ use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use canhazdb::server::{RunningServer, ServerConfig};
+use canhazdb::server::{default_node_name, RunningServer, ServerConfig};
 use canhazdb_core::frame::DEFAULT_MAX_FRAME_BYTES;
 use napi::bindgen_prelude::{Either, PromiseRaw};
 use napi::Env;
@@ -166,16 +166,6 @@ pub fn create_server<'env>(
     )
 }
 
-/// The host name, as the command-line server uses for its default node name.
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|name| name.trim().to_owned())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "canhazdb".to_owned())
-}
-
 fn default_options() -> ServerConfig {
     config(ServerOptions {
         host: None,
@@ -199,7 +189,7 @@ fn config(options: ServerOptions) -> Result<ServerConfig, Failure> {
     if replicas == 0 {
         return Err(Failure::argument("replicas must be at least 1"));
     }
-    let node_name = options.node_name.unwrap_or_else(hostname);
+    let node_name = options.node_name.unwrap_or_else(default_node_name);
     if node_name.is_empty() {
         return Err(Failure::argument("nodeName must not be empty"));
     }
@@ -294,11 +284,7 @@ impl Control {
     }
 
     fn signal_stop(&self) {
-        let stop = self
-            .stop
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take();
+        let stop = take(&self.stop);
         if let Some(stop) = stop {
             let _ = stop.send(());
         }
@@ -319,14 +305,18 @@ impl Control {
     /// [`stop`](Control::stop) for the cleanup hook: blocks, for at most `timeout`.
     fn stop_blocking(&self, timeout: Duration) {
         self.signal_stop();
-        let waiting = self
-            .stopped_blocking
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take();
+        let waiting = take(&self.stopped_blocking);
         if let Some(waiting) = waiting {
             let _ = waiting.recv_timeout(timeout);
         }
         self.keep_alive.close();
     }
+}
+
+/// Takes what `slot` holds, even from a poisoned mutex (a panic elsewhere
+/// must not keep the server from stopping).
+fn take<T>(slot: &Mutex<Option<T>>) -> Option<T> {
+    slot.lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .take()
 }

@@ -6,9 +6,7 @@ import assert from 'node:assert/strict'
 import { canhazdb, startServer, waitFor } from './helpers.mjs'
 
 describe('three embedded servers', { timeout: 90_000 }, () => {
-  it('form a cluster that shares documents and notifications', {
-    todo: 'clustering lands with the cluster issue'
-  }, async () => {
+  it('form a cluster that shares documents and notifications', async () => {
     const nodes = []
     const clients = []
     try {

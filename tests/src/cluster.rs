@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::time::{sleep, Instant};
 
+pub use crate::proto::raw_ids;
 use crate::proto::{cmd, status, Reply};
 use crate::raw::RawConn;
 use crate::server::{free_port, TestServer};
@@ -445,19 +446,4 @@ pub fn id_difference(observed: &[String], expected: &[String]) -> String {
         parts.push(format!("unexpected: {unexpected:?}"));
     }
     parts.join("; ")
-}
-
-/// The ids of documents (or of an id list), in reply order, repeats kept.
-pub fn raw_ids(value: &Value) -> Vec<String> {
-    value
-        .as_array()
-        .unwrap_or_else(|| panic!("expected an array, observed {value}"))
-        .iter()
-        .map(|item| {
-            let id = if item.is_object() { &item["id"] } else { item };
-            id.as_str()
-                .unwrap_or_else(|| panic!("expected a string id in {item}"))
-                .to_owned()
-        })
-        .collect()
 }

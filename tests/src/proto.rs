@@ -188,10 +188,18 @@ impl Reply {
 /// The `id`s of a list of documents (or of a list of ids), sorted.
 #[track_caller]
 pub fn ids_of(value: &Value) -> Vec<String> {
+    let mut ids = raw_ids(value);
+    ids.sort();
+    ids
+}
+
+/// The ids of documents (or of an id list), in reply order, repeats kept.
+#[track_caller]
+pub fn raw_ids(value: &Value) -> Vec<String> {
     let Some(items) = value.as_array() else {
         panic!("expected an array, observed {value}");
     };
-    let mut ids: Vec<String> = items
+    items
         .iter()
         .map(|item| {
             let id = if item.is_object() { &item["id"] } else { item };
@@ -199,9 +207,7 @@ pub fn ids_of(value: &Value) -> Vec<String> {
                 .unwrap_or_else(|| panic!("expected a string id in {item}"))
                 .to_owned()
         })
-        .collect();
-    ids.sort();
-    ids
+        .collect()
 }
 
 /// The `id`s of a list of documents in reply order.

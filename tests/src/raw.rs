@@ -352,6 +352,27 @@ impl RawConn {
         ids
     }
 
+    /// Sends every write to `collection` (POST, PUT and PATCH with
+    /// `document` as DATA, then DELETE); asserts each is refused with
+    /// STATUS_BAD_REQUEST.
+    pub async fn assert_writes_refused(&mut self, collection: &str, document: Value) {
+        for (command, extra) in [
+            (cmd::POST, serde_json::json!({"20": document})),
+            (cmd::PUT, serde_json::json!({"20": document})),
+            (cmd::PATCH, serde_json::json!({"20": document})),
+            (cmd::DELETE, serde_json::json!({})),
+        ] {
+            let reply = self.call(command, with_collection(collection, extra)).await;
+            assert_eq!(
+                reply.status,
+                status::BAD_REQUEST,
+                "{collection} command {command}: observed {}",
+                reply.describe()
+            );
+            reply.expect_error(status::BAD_REQUEST);
+        }
+    }
+
     /// LOCKs `key`; asserts OK and returns the LOCK_ID.
     pub async fn lock(&mut self, key: &str) -> Value {
         let reply = self

@@ -435,6 +435,13 @@ impl Payload {
         self.put(key, &get(options, name))
     }
 
+    /// `query`, `fields` and `order`: which documents, which of their fields, in what order.
+    fn selection(&mut self, options: &JsValue) -> Result<&mut Self, JsValue> {
+        self.option(Key::Query, options, "query")?
+            .option(Key::Fields, options, "fields")?
+            .option(Key::Order, options, "order")
+    }
+
     fn lock_options(&mut self, options: &JsValue) -> Result<&mut Self, JsValue> {
         self.option(Key::LockId, options, "lockId")?
             .option(Key::LockStrategy, options, "lockStrategy")
@@ -799,20 +806,37 @@ impl Database {
         options: Option<Object>,
     ) -> Promise {
         let options = JsValue::from(options);
-        let request = (|| {
-            Self::collection(&collection)?
+        self.send_on(&collection, command, Shape::Value, |payload| {
+            payload
                 .put(Key::Data, &data)?
                 .option(Key::Query, &options, "query")?
-                .lock_options(&options)?
-                .request(command)
-        })();
-        self.send(request, Shape::Value)
+                .lock_options(&options)
+        })
     }
 
-    fn collection(collection: &JsValue) -> Result<Payload, JsValue> {
+    /// Sends `command` with a payload of `collection` and what `build` adds.
+    fn send_on(
+        &self,
+        collection: &JsValue,
+        command: Command,
+        shape: Shape,
+        build: impl FnOnce(&mut Payload) -> Result<&mut Payload, JsValue>,
+    ) -> Promise {
+        self.send_with(Key::CollectionId, collection, command, shape, build)
+    }
+
+    /// Sends `command` with a payload of `key` = `value` and what `build` adds.
+    fn send_with(
+        &self,
+        key: Key,
+        value: &JsValue,
+        command: Command,
+        shape: Shape,
+        build: impl FnOnce(&mut Payload) -> Result<&mut Payload, JsValue>,
+    ) -> Promise {
         let mut payload = Payload::new();
-        payload.put(Key::CollectionId, collection)?;
-        Ok(payload)
+        let request = (|| build(payload.put(key, value)?)?.request(command))();
+        self.send(request, shape)
     }
 }
 
@@ -828,13 +852,9 @@ impl Database {
         #[wasm_bindgen(unchecked_optional_param_type = "PostOptions")] options: Option<Object>,
     ) -> Promise {
         let options = JsValue::from(options);
-        let request = (|| {
-            Self::collection(&collection)?
-                .put(Key::Data, &doc)?
-                .lock_options(&options)?
-                .request(Command::Post)
-        })();
-        self.send(request, Shape::Value)
+        self.send_on(&collection, Command::Post, Shape::Value, |payload| {
+            payload.put(Key::Data, &doc)?.lock_options(&options)
+        })
     }
 
     /// The documents matching `options.query` (all without one).
@@ -845,15 +865,9 @@ impl Database {
         #[wasm_bindgen(unchecked_optional_param_type = "GetOptions")] options: Option<Object>,
     ) -> Promise {
         let options = JsValue::from(options);
-        let request = (|| {
-            Self::collection(&collection)?
-                .option(Key::Query, &options, "query")?
-                .option(Key::Fields, &options, "fields")?
-                .option(Key::Order, &options, "order")?
-                .option(Key::Limit, &options, "limit")?
-                .request(Command::Get)
-        })();
-        self.send(request, Shape::Value)
+        self.send_on(&collection, Command::Get, Shape::Value, |payload| {
+            payload.selection(&options)?.option(Key::Limit, &options, "limit")
+        })
     }
 
     /// The first document matching (in `options.order`), or `null`.
@@ -864,15 +878,9 @@ impl Database {
         #[wasm_bindgen(unchecked_optional_param_type = "Omit<GetOptions, 'limit'>")] options: Option<Object>,
     ) -> Promise {
         let options = JsValue::from(options);
-        let request = (|| {
-            Self::collection(&collection)?
-                .option(Key::Query, &options, "query")?
-                .option(Key::Fields, &options, "fields")?
-                .option(Key::Order, &options, "order")?
-                .put(Key::Limit, &JsValue::from(1))?
-                .request(Command::Get)
-        })();
-        self.send(request, Shape::First)
+        self.send_on(&collection, Command::Get, Shape::First, |payload| {
+            payload.selection(&options)?.put(Key::Limit, &JsValue::from(1))
+        })
     }
 
     /// How many documents match `options.query`.
@@ -883,12 +891,9 @@ impl Database {
         #[wasm_bindgen(unchecked_optional_param_type = "QueryOptions")] options: Option<Object>,
     ) -> Promise {
         let options = JsValue::from(options);
-        let request = (|| {
-            Self::collection(&collection)?
-                .option(Key::Query, &options, "query")?
-                .request(Command::Count)
-        })();
-        self.send(request, Shape::Value)
+        self.send_on(&collection, Command::Count, Shape::Value, |payload| {
+            payload.option(Key::Query, &options, "query")
+        })
     }
 
     /// Replaces every matching document with `data` (keeping its `id`);
@@ -923,13 +928,11 @@ impl Database {
         #[wasm_bindgen(unchecked_optional_param_type = "WriteOptions")] options: Option<Object>,
     ) -> Promise {
         let options = JsValue::from(options);
-        let request = (|| {
-            Self::collection(&collection)?
+        self.send_on(&collection, Command::Delete, Shape::Value, |payload| {
+            payload
                 .option(Key::Query, &options, "query")?
-                .lock_options(&options)?
-                .request(Command::Delete)
-        })();
-        self.send(request, Shape::Value)
+                .lock_options(&options)
+        })
     }
 
     /// Takes the lock on `key` (by convention a collection id), waiting for
@@ -937,9 +940,9 @@ impl Database {
     /// released by `unlock` or when this connection closes.
     #[wasm_bindgen(unchecked_return_type = "Promise<string>")]
     pub fn lock(&self, #[wasm_bindgen(unchecked_param_type = "string")] key: JsValue) -> Promise {
-        let mut payload = Payload::new();
-        let request = (|| payload.put(Key::LockKey, &key)?.request(Command::Lock))();
-        self.send(request, Shape::Value)
+        self.send_with(Key::LockKey, &key, Command::Lock, Shape::Value, |payload| {
+            Ok(payload)
+        })
     }
 
     /// Releases a lock this connection holds (NOT_FOUND otherwise).
@@ -948,9 +951,13 @@ impl Database {
         &self,
         #[wasm_bindgen(js_name = lockId, unchecked_param_type = "string")] lock_id: JsValue,
     ) -> Promise {
-        let mut payload = Payload::new();
-        let request = (|| payload.put(Key::LockId, &lock_id)?.request(Command::Unlock))();
-        self.send(request, Shape::Nothing)
+        self.send_with(
+            Key::LockId,
+            &lock_id,
+            Command::Unlock,
+            Shape::Nothing,
+            |payload| Ok(payload),
+        )
     }
 
     /// The node's view of the cluster (INFO).

@@ -25,7 +25,7 @@ impl QueryError {
 }
 
 /// The name of a JSON value's type, for error messages ("got a string").
-pub(crate) fn json_type_name(value: &serde_json::Value) -> &'static str {
+pub fn json_type_name(value: &serde_json::Value) -> &'static str {
     use serde_json::Value;
     match value {
         Value::Null => "null",

@@ -42,7 +42,7 @@ mod value_order;
 mod value_set;
 
 pub use ast::Query;
-pub use error::QueryError;
+pub use error::{json_type_name, QueryError};
 pub use fields::{Fields, MAX_FIELD_SEGMENTS};
 pub use limit::parse_limit;
 pub use order::{Direction, Order, OrderTerm};

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use canhazdb::server::{RunningServer, ServerConfig};
+use canhazdb::server::{default_node_name, RunningServer, ServerConfig};
 use canhazdb_core::frame::DEFAULT_MAX_FRAME_BYTES;
 use clap::Parser;
 
@@ -44,15 +44,6 @@ struct Cli {
     ws_host: Option<String>,
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|name| name.trim().to_owned())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "canhazdb".to_owned())
-}
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
@@ -64,7 +55,7 @@ async fn main() -> std::process::ExitCode {
         )
         .init();
     let cli = Cli::parse();
-    let node_name = cli.node_name.unwrap_or_else(hostname);
+    let node_name = cli.node_name.unwrap_or_else(default_node_name);
     let ws = cli
         .ws_port
         .map(|port| format!("{}:{port}", cli.ws_host.as_deref().unwrap_or(&cli.host)));

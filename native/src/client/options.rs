@@ -7,6 +7,7 @@
 
 use canhazdb_core::message::{CollectionId, LockOptions, ReadOptions, Request};
 use canhazdb_core::protocol::LockStrategy;
+use canhazdb_core::query::json_type_name;
 use serde_json::{Map, Value};
 
 use super::error::Error;
@@ -73,7 +74,7 @@ fn object(value: Value, what: &str) -> Result<Map<String, Value>, Error> {
         Value::Object(map) => Ok(map),
         other => Err(Error::InvalidArgument(format!(
             "{what} must be a JSON object, not {}",
-            json_type(&other)
+            json_type_name(&other)
         ))),
     }
 }
@@ -84,19 +85,8 @@ fn query(query: Option<Value>) -> Result<Option<Value>, Error> {
         None | Some(Value::Object(_)) => Ok(query),
         Some(other) => Err(Error::InvalidArgument(format!(
             "query must be a JSON object, not {}",
-            json_type(&other)
+            json_type_name(&other)
         ))),
-    }
-}
-
-fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

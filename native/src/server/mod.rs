@@ -61,6 +61,16 @@ pub enum ServerError {
     Raft(String),
 }
 
+/// The default node name: the machine's host name.
+pub fn default_node_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "canhazdb".to_owned())
+}
+
 /// Pending connections the kernel may queue before accept. tokio's default
 /// (128) overflows when hundreds of clients connect at once, and a dropped
 /// handshake leaves a client waiting for READY forever.
@@ -158,11 +168,21 @@ impl RunningServer {
             }
         }
         let shutdown = CancellationToken::new();
-        node.tasks
-            .spawn(tcp::accept_loop(node.clone(), listener, shutdown.clone()));
+        node.tasks.spawn(tcp::accept_loop(
+            node.clone(),
+            listener,
+            shutdown.clone(),
+            "TCP",
+            tcp::serve,
+        ));
         if let Some(listener) = ws_listener {
-            node.tasks
-                .spawn(websocket::accept_loop(node.clone(), listener, shutdown.clone()));
+            node.tasks.spawn(tcp::accept_loop(
+                node.clone(),
+                listener,
+                shutdown.clone(),
+                "WebSocket",
+                websocket::serve,
+            ));
             tracing::info!(ws_local_addr = ?ws_local_addr, "accepting WebSocket connections");
         }
         node.tasks.spawn(background::run(node.clone(), shutdown.clone()));
@@ -191,6 +211,7 @@ impl RunningServer {
     /// Stops accepting, lets requests in flight finish (bounded), closes
     /// every connection and flushes storage.
     pub async fn shutdown(self) -> Result<(), ServerError> {
+        self.node.begin_stopping();
         self.shutdown.cancel();
         self.node.tasks.close();
         if tokio::time::timeout(DRAIN_TIMEOUT, self.node.tasks.wait())

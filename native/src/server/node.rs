@@ -34,6 +34,9 @@ pub struct Node {
     /// Every task that must finish before storage closes.
     pub tasks: TaskTracker,
     next_connection: AtomicU64,
+    /// Set when the node shuts down: its connections' locks are then left
+    /// for the cluster to release with the node (see [`Node::is_stopping`]).
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Node {
@@ -61,7 +64,20 @@ impl Node {
             max_in_flight: 256,
             tasks: TaskTracker::new(),
             next_connection: AtomicU64::new(1),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// The node is shutting down. Releasing each connection's locks through
+    /// Raft would then wait for a majority that may be shutting down too;
+    /// instead the locks go with the node: its peers release them when it
+    /// falls silent, and it releases them itself when it starts again.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    pub fn begin_stopping(&self) {
+        self.stopping.store(true, Ordering::Release);
     }
 
     pub fn next_connection_id(&self) -> ConnectionId {

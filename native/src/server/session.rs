@@ -123,6 +123,9 @@ impl Session {
         // is granted, so it cannot slip in after the release below.
         self.context.outlet.close.cancel();
         self.node.notify.remove_connection(self.context.connection);
+        if self.node.is_stopping() {
+            return;
+        }
         if let Err(error) = self.node.locks.release_connection(&self.context.owner).await {
             tracing::warn!(%error, connection = self.context.connection, "could not release a closed connection's locks");
         }

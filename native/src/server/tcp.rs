@@ -13,8 +13,18 @@ use tokio_util::sync::CancellationToken;
 use super::node::Node;
 use super::session::Session;
 
-/// Accepts connections until `shutdown` is cancelled.
-pub async fn accept_loop(node: Arc<Node>, listener: TcpListener, shutdown: CancellationToken) {
+/// Accepts connections until `shutdown` is cancelled, and serves each with
+/// `serve` (this module's for TCP, the WebSocket module's for browsers).
+pub async fn accept_loop<Serve, Served>(
+    node: Arc<Node>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    transport: &'static str,
+    serve: Serve,
+) where
+    Serve: Fn(Arc<Node>, TcpStream, CancellationToken) -> Served,
+    Served: std::future::Future<Output = ()> + Send + 'static,
+{
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -22,13 +32,12 @@ pub async fn accept_loop(node: Arc<Node>, listener: TcpListener, shutdown: Cance
         };
         match accepted {
             Ok((stream, _peer)) => {
-                let node_for_task = node.clone();
                 let close = shutdown.child_token();
-                node.tasks.spawn(serve(node_for_task, stream, close));
+                node.tasks.spawn(serve(node.clone(), stream, close));
             }
             Err(error) => {
                 // Out of file descriptors and the like: back off instead of spinning.
-                tracing::error!(%error, "accept failed");
+                tracing::error!(%error, transport, "accept failed");
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
         }
@@ -37,7 +46,7 @@ pub async fn accept_loop(node: Arc<Node>, listener: TcpListener, shutdown: Cance
 
 /// Serves one TCP connection until the peer closes it, it breaks the
 /// framing, or the server shuts down.
-async fn serve(node: Arc<Node>, stream: TcpStream, close: CancellationToken) {
+pub async fn serve(node: Arc<Node>, stream: TcpStream, close: CancellationToken) {
     let _ = stream.set_nodelay(true);
     let (mut reader, writer) = stream.into_split();
     let (session, outgoing) = Session::open(node.clone(), close.clone());

@@ -22,7 +22,7 @@ use canhazdb_core::message::Reply;
 use canhazdb_core::protocol::Status;
 use futures_util::stream::{SplitSink, StreamExt};
 use futures_util::SinkExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::error::CapacityError;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -46,28 +46,6 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Sink = SplitSink<WebSocketStream<TcpStream>, Message>;
 
-/// Accepts WebSocket connections until `shutdown` is cancelled.
-pub async fn accept_loop(node: Arc<Node>, listener: TcpListener, shutdown: CancellationToken) {
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((stream, _peer)) => {
-                let node_for_task = node.clone();
-                let close = shutdown.child_token();
-                node.tasks.spawn(serve(node_for_task, stream, close));
-            }
-            Err(error) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                tracing::error!(%error, "WebSocket accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-}
-
 /// An error reply built by the transport itself (not by a request handler).
 fn error_frame(id: u16, message: &str) -> Bytes {
     let reply = Reply::error(Status::BadRequest, message);
@@ -84,7 +62,7 @@ fn leading_id(message: &[u8]) -> u16 {
 
 /// Serves one WebSocket connection until the peer closes it, sends an
 /// oversized message, or the server shuts down.
-async fn serve(node: Arc<Node>, stream: TcpStream, close: CancellationToken) {
+pub async fn serve(node: Arc<Node>, stream: TcpStream, close: CancellationToken) {
     let _ = stream.set_nodelay(true);
     let limit = node.max_frame_bytes;
     let config = WebSocketConfig::default()
