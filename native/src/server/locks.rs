@@ -328,6 +328,14 @@ impl LockManager {
         holder.is_some() && holder == lock_id
     }
 
+    /// Whether `owner` holds or waits for any lock.
+    pub fn has_locks_of(&self, owner: &LockOwner) -> bool {
+        self.state()
+            .table
+            .entries()
+            .any(|entry| entry.origin == owner.origin && entry.connection == owner.connection)
+    }
+
     /// Whether anyone waits behind the holder of `key`.
     pub fn has_waiters(&self, key: &str) -> bool {
         self.state().table.queue(key).nth(1).is_some()

@@ -123,7 +123,9 @@ impl Session {
         // is granted, so it cannot slip in after the release below.
         self.context.outlet.close.cancel();
         self.node.notify.remove_connection(self.context.connection);
-        if self.node.is_stopping() {
+        // Most connections never lock: skip the Raft round trip for them. A
+        // LOCK still in flight re-checks the close flag once it is granted.
+        if self.node.is_stopping() || !self.node.locks.has_locks_of(&self.context.owner) {
             return;
         }
         if let Err(error) = self.node.locks.release_connection(&self.context.owner).await {
