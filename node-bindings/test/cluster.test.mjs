@@ -21,12 +21,13 @@ describe('three embedded servers', { timeout: 90_000 }, () => {
       }
       const [a, b, c] = clients
 
-      // Every node comes to know every other node.
+      // Every node comes to know every other node, and sees it serving
+      // (healthy): until then a read may be refused as possibly incomplete.
       for (const client of clients) {
         await waitFor(async () => {
           const known = await client.get('system.nodes')
-          return known.length === 3 && known.every((node) => node.online)
-        }, { timeout: 20_000, interval: 100, what: 'three online nodes' })
+          return known.length === 3 && known.every((node) => node.online && node.status === 'healthy')
+        }, { timeout: 20_000, interval: 100, what: 'three online, healthy nodes' })
       }
 
       // Notifications cross nodes: b listens, c writes.
