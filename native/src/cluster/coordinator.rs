@@ -275,20 +275,13 @@ pub async fn post(node: &Arc<Node>, collection: &str, mut document: Map<String, 
         node.cluster.replicas(),
         &mut OsRandom,
     );
-    let mut stored_somewhere = false;
     let mut missed = Vec::new();
     let mut remote = Vec::new();
-    for replica in &replicas {
-        if replica == node.cluster.name() {
-            node.store
-                .insert(collection, document.clone(), replicas.clone())
-                .await?;
-            stored_somewhere = true;
-        } else {
-            match node.cluster.peer(replica).filter(|peer| peer.is_reachable()) {
-                Some(peer) => remote.push(peer),
-                None => missed.push(replica.clone()),
-            }
+    let stored_here = replicas.iter().any(|replica| replica == node.cluster.name());
+    for replica in replicas.iter().filter(|replica| *replica != node.cluster.name()) {
+        match node.cluster.peer(replica).filter(|peer| peer.is_reachable()) {
+            Some(peer) => remote.push(peer),
+            None => missed.push(replica.clone()),
         }
     }
     let request = InternalRequest::StoreReplica {
@@ -296,7 +289,20 @@ pub async fn post(node: &Arc<Node>, collection: &str, mut document: Map<String, 
         document: document.clone(),
         replicas: replicas.clone(),
     };
-    for (name, reply) in call_all(remote, request).await {
+    // This node's replica and the others are written at the same time.
+    let local_share = async {
+        if stored_here {
+            node.store
+                .insert(collection, document.clone(), replicas.clone())
+                .await
+        } else {
+            Ok(())
+        }
+    };
+    let (local, remote) = tokio::join!(local_share, call_all(remote, request));
+    local?;
+    let mut stored_somewhere = stored_here;
+    for (name, reply) in remote {
         match reply {
             Ok(_) => stored_somewhere = true,
             Err(PeerError::Failed {
