@@ -30,12 +30,8 @@ impl From<LocalError> for InternalFailure {
 
 impl From<crate::storage::StorageError> for InternalFailure {
     fn from(error: crate::storage::StorageError) -> Self {
-        use crate::storage::StorageError;
         InternalFailure {
-            bad_request: matches!(
-                error,
-                StorageError::DuplicateId { .. } | StorageError::InvalidDocument(_)
-            ),
+            bad_request: error.is_bad_input(),
             message: error.to_string(),
         }
     }

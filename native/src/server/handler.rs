@@ -42,15 +42,11 @@ impl From<MessageError> for Failure {
 
 impl From<StorageError> for Failure {
     fn from(error: StorageError) -> Self {
-        match error {
-            StorageError::DuplicateId { .. } | StorageError::InvalidDocument(_) => {
-                Failure::bad_request(error)
-            }
-            other => {
-                tracing::error!(error = %other, "storage failed");
-                Failure::server_error(other)
-            }
+        if error.is_bad_input() {
+            return Failure::bad_request(error);
         }
+        tracing::error!(%error, "storage failed");
+        Failure::server_error(error)
     }
 }
 

@@ -29,6 +29,17 @@ pub enum StorageError {
     Closed,
 }
 
+impl StorageError {
+    /// Whether the caller's input was at fault (a client error, not a
+    /// server one).
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            StorageError::DuplicateId { .. } | StorageError::InvalidDocument(_)
+        )
+    }
+}
+
 impl From<redb::StorageError> for StorageError {
     fn from(error: redb::StorageError) -> StorageError {
         match error {

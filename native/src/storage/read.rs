@@ -305,31 +305,24 @@ impl<D: DocumentsTable, I: IndexTable> CollectionView<'_, D, I> {
                     break;
                 };
                 if exact && single_term {
-                    for entry in self.index.range::<&[u8]>(group.bounds())? {
-                        let (key, replica_set) = entry?;
-                        if !sets.is_reported(replica_set.value())? {
-                            continue;
+                    let walked = self.visit_group(&group, path_prefix_len, query, sets, |found| {
+                        out.push(found);
+                        if out.len() >= limit {
+                            ControlFlow::Break(())
+                        } else {
+                            ControlFlow::Continue(())
                         }
-                        let (id, _) = split_index_key(key.value(), path_prefix_len)?;
-                        if let Some(found) = self.load_match(query, sets, id)? {
-                            out.push(found);
-                            if out.len() >= limit {
-                                return Ok(());
-                            }
-                        }
+                    })?;
+                    if walked.is_break() {
+                        return Ok(());
                     }
                 } else {
                     let mut top = TopK::new(order, limit - out.len());
-                    for entry in self.index.range::<&[u8]>(group.bounds())? {
-                        let (key, replica_set) = entry?;
-                        if !sets.is_reported(replica_set.value())? {
-                            continue;
-                        }
-                        let (id, _) = split_index_key(key.value(), path_prefix_len)?;
-                        if let Some(found) = self.load_match(query, sets, id)? {
-                            top.push(found);
-                        }
-                    }
+                    // The heap takes every match: this walk never breaks.
+                    let _ = self.visit_group(&group, path_prefix_len, query, sets, |found| {
+                        top.push(found);
+                        ControlFlow::Continue(())
+                    })?;
                     out.extend(top.into_sorted());
                     if out.len() >= limit {
                         return Ok(());
@@ -384,6 +377,30 @@ impl<D: DocumentsTable, I: IndexTable> CollectionView<'_, D, I> {
         Ok(Some((KeyRange { start, end }, exact)))
     }
 
+    /// Feeds `each` the reported documents of one index group that match
+    /// `query`, in id order, until it breaks; says whether it broke.
+    fn visit_group<R: ReplicaSetTable>(
+        &self,
+        group: &KeyRange,
+        path_prefix_len: usize,
+        query: &Query,
+        sets: &mut ReplicaSets<'_, R>,
+        mut each: impl FnMut(Found) -> ControlFlow<()>,
+    ) -> Result<ControlFlow<()>, StorageError> {
+        for entry in self.index.range::<&[u8]>(group.bounds())? {
+            let (key, replica_set) = entry?;
+            if !sets.is_reported(replica_set.value())? {
+                continue;
+            }
+            let (id, _) = split_index_key(key.value(), path_prefix_len)?;
+            if let Some(found) = self.load_match(query, sets, id)? {
+                if each(found).is_break() {
+                    return Ok(ControlFlow::Break(()));
+                }
+            }
+        }
+        Ok(ControlFlow::Continue(()))
+    }
     /// Fetch a document by id and test it.
     fn load_match<R: ReplicaSetTable>(
         &self,
