@@ -10,6 +10,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# No incremental compilation: a test run builds once, and the incremental
+# caches would take gigabytes of disk for nothing.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
+
 step() { printf '\n==> %s\n' "$*"; }
 
 ensure_rust_components() {
