@@ -959,7 +959,8 @@ async fn store_handles_are_send_and_sync() {
 }
 
 /// Runs in a child process (see `acknowledged_writes_survive_kill_9`):
-/// inserts from many tasks and prints each id once its insert resolved.
+/// inserts from many tasks, patches every 3rd document and deletes every
+/// 5th right after inserting it, and prints each id once its write resolved.
 async fn insert_until_killed(dir: &str) {
     use std::io::Write;
     let store = Store::open(std::path::Path::new(dir), StoreOptions::default()).unwrap();
@@ -974,7 +975,20 @@ async fn insert_until_killed(dir: &str) {
                     .insert("c", json!({"id": id, "n": i, "task": task}), vec!["n1".into()])
                     .await
                     .unwrap();
-                if acked.send(id).is_err() {
+                let mut line = format!("acked {id}");
+                if i % 3 == 0 {
+                    let patch = json!({"patched": true, "n": -1}).as_object().unwrap().clone();
+                    store
+                        .update("c", query(json!({"id": id})), Mutation::Merge(patch))
+                        .await
+                        .unwrap();
+                    line = format!("patched {id}");
+                }
+                if i % 5 == 0 {
+                    store.delete("c", query(json!({"id": id}))).await.unwrap();
+                    line = format!("deleted {id}");
+                }
+                if acked.send(line).is_err() {
                     return;
                 }
             }
@@ -982,8 +996,8 @@ async fn insert_until_killed(dir: &str) {
     }
     drop(acked);
     let mut out = std::io::stdout().lock();
-    while let Some(id) = acks.recv().await {
-        writeln!(out, "acked {id}").unwrap();
+    while let Some(line) = acks.recv().await {
+        writeln!(out, "{line}").unwrap();
         out.flush().unwrap();
     }
 }
@@ -1007,33 +1021,63 @@ async fn acknowledged_writes_survive_kill_9() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut acked = Vec::new();
+    // What the child acknowledged: (kind, id), kind = acked|patched|deleted.
+    let mut acked: Vec<(String, String)> = Vec::new();
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    while acked.len() < 500 {
+    let parse = |line: String| {
+        let (kind, id) = line.split_once(' ')?;
+        ["acked", "patched", "deleted"]
+            .contains(&kind)
+            .then(|| (kind.to_owned(), id.to_owned()))
+    };
+    while acked.len() < 1500 {
         let line = lines.next().expect("the child stopped early").unwrap();
-        if let Some(id) = line.strip_prefix("acked ") {
-            acked.push(id.to_owned());
-        }
+        acked.extend(parse(line));
     }
     child.kill().unwrap(); // SIGKILL: no chance to flush or close anything
     child.wait().unwrap();
     // Acks that were printed before the kill but not yet read count too.
-    acked.extend(
-        lines
-            .map_while(Result::ok)
-            .filter_map(|line| line.strip_prefix("acked ").map(str::to_owned)),
-    );
+    acked.extend(lines.map_while(Result::ok).filter_map(parse));
 
+    let log = std::fs::metadata(dir.path().join("canhazdb.wal")).map_or(0, |meta| meta.len());
     let started = std::time::Instant::now();
     let store = open(&dir);
-    eprintln!("reopened after kill -9 in {:?}", started.elapsed());
+    eprintln!(
+        "reopened after kill -9 in {:?}, replaying {log} bytes of write-ahead log",
+        started.elapsed()
+    );
     let stored: HashSet<String> = ids(&find(&store, "c", json!({}))).into_iter().collect();
-    let missing: Vec<&String> = acked.iter().filter(|id| !stored.contains(*id)).collect();
+    let patched: HashSet<String> = ids(&find(&store, "c", json!({"patched": true})))
+        .into_iter()
+        .collect();
+    let lost: Vec<&(String, String)> = acked
+        .iter()
+        .filter(|(kind, id)| match kind.as_str() {
+            "acked" => !stored.contains(id),
+            // Found through the index entry the patch added.
+            "patched" => !patched.contains(id),
+            _ => stored.contains(id),
+        })
+        .collect();
     assert!(
-        missing.is_empty(),
-        "{} acknowledged inserts lost: {:?}",
-        missing.len(),
-        &missing[..missing.len().min(5)]
+        lost.is_empty(),
+        "{} acknowledged writes lost: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+    assert_eq!(
+        count(&store, "c", json!({"n": -1})),
+        patched.len() as u64,
+        "the index holds the patched values"
+    );
+    assert_eq!(
+        count(
+            &store,
+            "c",
+            json!({"patched": {"$exists": false}, "n": {"$gte": 0}})
+        ),
+        stored.len() as u64 - patched.len() as u64,
+        "the index holds the values of unpatched documents"
     );
     assert_eq!(
         count(&store, "c", json!({})),

@@ -7,6 +7,10 @@
 //! part-way for a reason outside its control (I/O, corruption) and the whole
 //! batch's transaction is abandoned. redb offers no savepoints once tables
 //! are open, so check-then-mutate is what keeps batch members independent.
+//!
+//! Every mutation also records its effect in the batch's [`RedoLog`], which
+//! the writer appends to the write-ahead log; [`WriteTables::replay`] applies
+//! such an effect again after a crash.
 
 use canhazdb_core::query::Query;
 use redb::{ReadableTable, Table, WriteTransaction};
@@ -18,6 +22,7 @@ use super::error::StorageError;
 use super::index::{difference, index_entries};
 use super::key_encoding::{document_key, CollectionId};
 use super::read::CollectionView;
+use super::redo::{Effect, RedoLog};
 use super::replicas::{self, ReplicaSetId, ReplicaSets};
 use super::schema::{COLLECTIONS, DOCUMENTS, INDEX, REPLICA_SETS, REPLICA_SET_IDS};
 use super::ChangedDocument;
@@ -124,6 +129,7 @@ pub struct WriteTables<'txn> {
     replica_sets: Table<'txn, ReplicaSetId, &'static [u8]>,
     replica_set_ids: Table<'txn, &'static [u8], ReplicaSetId>,
     counts: CountChanges,
+    redo: RedoLog,
 }
 
 impl<'txn> WriteTables<'txn> {
@@ -135,12 +141,14 @@ impl<'txn> WriteTables<'txn> {
             replica_sets: transaction.open_table(REPLICA_SETS)?,
             replica_set_ids: transaction.open_table(REPLICA_SET_IDS)?,
             counts: CountChanges::default(),
+            redo: RedoLog::default(),
         })
     }
 
-    /// Close the tables, handing back the batch's count changes.
-    pub fn finish(self) -> CountChanges {
-        self.counts
+    /// Close the tables, handing back the batch's count changes and the
+    /// effects to log.
+    pub fn finish(self) -> (CountChanges, RedoLog) {
+        (self.counts, self.redo)
     }
 
     pub fn insert(
@@ -175,6 +183,7 @@ impl<'txn> WriteTables<'txn> {
             self.index.insert(key.as_slice(), replica_set)?;
         }
         self.counts.add(collection_id, replica_set, 1);
+        self.redo.put(collection, &document.id, replicas, &document.body);
         Ok(())
     }
 
@@ -219,10 +228,9 @@ impl<'txn> WriteTables<'txn> {
                 self.index
                     .insert(index_key(collection_id, added, &id).as_slice(), replica_set)?;
             }
-            changed.push(ChangedDocument {
-                replicas: sets.names(replica_set)?,
-                id,
-            });
+            let replicas = sets.names(replica_set)?;
+            self.redo.put(collection, &id, &replicas, &new.body);
+            changed.push(ChangedDocument { replicas, id });
         }
         Ok(changed)
     }
@@ -232,25 +240,80 @@ impl<'txn> WriteTables<'txn> {
             return Ok(Vec::new());
         };
         let ids = self.matching_ids(collection_id, query)?;
-        let mut sets = ReplicaSets::new(&self.replica_sets, None);
-        let mut deleted = Vec::with_capacity(ids.len());
+        let mut removed = Vec::with_capacity(ids.len());
         for id in ids {
-            let key = document_key(collection_id, &id);
-            let (replica_set, old) = match self.documents.remove(key.as_slice())? {
-                Some(record) => codec::decode_record(&id, record.value())?,
-                None => continue,
-            };
-            for entry in index_entries(as_object(&old)?) {
-                self.index
-                    .remove(index_key(collection_id, &entry, &id).as_slice())?;
+            if let Some(replica_set) = self.remove_document(collection_id, &id)? {
+                self.redo.remove(collection, &id);
+                removed.push((id, replica_set));
             }
-            self.counts.add(collection_id, replica_set, -1);
-            deleted.push(ChangedDocument {
-                replicas: sets.names(replica_set)?,
-                id,
-            });
         }
-        Ok(deleted)
+        let mut sets = ReplicaSets::new(&self.replica_sets, None);
+        removed
+            .into_iter()
+            .map(|(id, replica_set)| {
+                Ok(ChangedDocument {
+                    replicas: sets.names(replica_set)?,
+                    id,
+                })
+            })
+            .collect()
+    }
+
+    /// Apply a logged effect again (crash recovery). Idempotent: a put
+    /// replaces whatever the document was, a remove of a missing document
+    /// does nothing. Logs nothing itself.
+    pub fn replay(&mut self, effect: Effect) -> Result<(), StorageError> {
+        match effect {
+            Effect::Put {
+                collection,
+                id,
+                replicas,
+                body,
+            } => {
+                let collection_id = catalog::lookup_or_create(&mut self.collections, &collection)?;
+                self.remove_document(collection_id, &id)?;
+                let entries = index_entries(&codec::decode_body(&body)?);
+                let replica_set =
+                    replicas::intern(&mut self.replica_set_ids, &mut self.replica_sets, &replicas)?;
+                let key = document_key(collection_id, &id);
+                self.documents
+                    .insert(key.as_slice(), codec::record(replica_set, &body).as_slice())?;
+                for entry in &entries {
+                    self.index
+                        .insert(index_key(collection_id, entry, &id).as_slice(), replica_set)?;
+                }
+                self.counts.add(collection_id, replica_set, 1);
+            }
+            Effect::Remove { collection, id } => {
+                if let Some(collection_id) = catalog::lookup(&self.collections, &collection)? {
+                    self.remove_document(collection_id, &id)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Remove a document with its index entries and count, if it exists;
+    /// the replica set it had, if it did.
+    fn remove_document(
+        &mut self,
+        collection: CollectionId,
+        id: &str,
+    ) -> Result<Option<ReplicaSetId>, StorageError> {
+        let key = document_key(collection, id);
+        let Some((replica_set, old)) = self
+            .documents
+            .remove(key.as_slice())?
+            .map(|record| codec::decode_record(id, record.value()))
+            .transpose()?
+        else {
+            return Ok(None);
+        };
+        for entry in index_entries(as_object(&old)?) {
+            self.index.remove(index_key(collection, &entry, id).as_slice())?;
+        }
+        self.counts.add(collection, replica_set, -1);
+        Ok(Some(replica_set))
     }
 
     fn matching_ids(&self, collection: CollectionId, query: &Query) -> Result<Vec<String>, StorageError> {

@@ -77,6 +77,15 @@ pub fn decode_record(id: &str, record: &[u8]) -> Result<(u32, Value), StorageErr
     Ok((replica_set, Value::Object(document)))
 }
 
+/// Decode a record body (see [`encode_body`]) into the document's fields,
+/// without its `id`.
+pub fn decode_body(body: &[u8]) -> Result<Map<String, Value>, StorageError> {
+    let mut reader = Reader::new(body);
+    let fields = reader.object_fields(0)?;
+    reader.finish()?;
+    Ok(fields)
+}
+
 fn encode_value(value: &Value, depth: usize, out: &mut Vec<u8>) -> Result<(), StorageError> {
     if depth > MAX_NESTING {
         return Err(StorageError::InvalidDocument(format!(
@@ -128,7 +137,7 @@ fn encode_number(number: &Number, out: &mut Vec<u8>) {
     }
 }
 
-fn write_str(out: &mut Vec<u8>, text: &str) {
+pub fn write_str(out: &mut Vec<u8>, text: &str) {
     write_varint(out, text.len() as u64);
     out.extend_from_slice(text.as_bytes());
 }
@@ -167,7 +176,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn byte(&mut self) -> Result<u8, StorageError> {
+    pub fn byte(&mut self) -> Result<u8, StorageError> {
         let byte = *self
             .bytes
             .get(self.position)
@@ -201,7 +210,7 @@ impl<'a> Reader<'a> {
 
     /// A length that must fit in what is left (so a damaged length cannot
     /// make us allocate gigabytes).
-    fn length(&mut self) -> Result<usize, StorageError> {
+    pub fn length(&mut self) -> Result<usize, StorageError> {
         let len = self.varint()?;
         usize::try_from(len)
             .ok()

@@ -6,7 +6,8 @@
 //! a redb read transaction (a consistent snapshot, never blocked by
 //! writes). Writes ([`Store::insert`], [`Store::update`], [`Store::delete`])
 //! are async: they are queued to one writer thread that commits them in
-//! groups, and resolve once their group is durably committed.
+//! groups, and resolve once their group is durable in the write-ahead log
+//! and visible to reads.
 //!
 //! Modules, one job each:
 //! * [`schema`] — the tables; [`key_encoding`] — key byte layouts;
@@ -16,7 +17,8 @@
 //! * [`planner`] — where a query's candidates come from; [`read`] — running
 //!   a plan; [`topk`] — ORDER and bounded top-k.
 //! * [`apply`] — each write's effect in a transaction; [`writer`] — the
-//!   group-commit thread.
+//!   group-commit thread; [`redo`] — effects as logged; [`wal`] — the
+//!   write-ahead log file.
 
 mod apply;
 mod catalog;
@@ -26,9 +28,11 @@ mod index;
 mod key_encoding;
 mod planner;
 mod read;
+mod redo;
 mod replicas;
 mod schema;
 mod topk;
+mod wal;
 mod writer;
 
 use std::fmt;
@@ -144,7 +148,9 @@ impl fmt::Debug for Store {
 
 impl Store {
     /// Open (creating if needed) the store in directory `dir`. Takes
-    /// milliseconds whatever the amount of data: nothing is scanned.
+    /// milliseconds whatever the amount of data: nothing is scanned. After a
+    /// crash, the write-ahead log is replayed first (at most a few seconds
+    /// of writes).
     pub fn open(dir: &Path, options: StoreOptions) -> Result<Store, StorageError> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(DATABASE_FILE);
@@ -153,7 +159,7 @@ impl Store {
             .create(&path)?;
         schema::initialise(&database)?;
         let database = Arc::new(database);
-        let writer = Writer::start(Arc::clone(&database))?;
+        let writer = Writer::start(Arc::clone(&database), &dir.join(wal::WAL_FILE))?;
         Ok(Store {
             inner: Arc::new(Inner {
                 path,

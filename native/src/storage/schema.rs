@@ -2,7 +2,7 @@
 //!
 //! | table | key | value | why |
 //! |---|---|---|---|
-//! | `meta` | name | u64 | format version |
+//! | `meta` | name | u64 | format version; last write-ahead log record in a checkpoint |
 //! | `collections` | collection name | [`CollectionId`] | short ids keep every key small |
 //! | `collection_counts` | [`CollectionId`] | document count | O(1) COUNT and `system.collections` |
 //! | `replica_sets` | replica set id | encoded name list | lists are interned: a document stores a varint |
@@ -15,7 +15,7 @@
 //! meet a missing table. Opening touches only these definitions and the
 //! `meta` row: it never scans data.
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
 use super::error::StorageError;
 use super::key_encoding::CollectionId;
@@ -32,6 +32,9 @@ pub const INDEX: TableDefinition<&[u8], u32> = TableDefinition::new("index");
 /// Bumped whenever any layout above changes incompatibly.
 pub const FORMAT_VERSION: u64 = 1;
 const FORMAT_VERSION_KEY: &str = "format_version";
+/// The sequence of the last write-ahead log record a durable checkpoint
+/// holds (see [`super::wal`]).
+const CHECKPOINT_SEQUENCE_KEY: &str = "wal_checkpoint_sequence";
 
 /// Create missing tables and check the format version.
 pub fn initialise(database: &Database) -> Result<(), StorageError> {
@@ -78,6 +81,24 @@ fn check_version(version: u64) -> Result<(), StorageError> {
             "storage format version {version} is not supported (this build reads version {FORMAT_VERSION})"
         )))
     }
+}
+
+/// The last write-ahead log record already in the database (0: none).
+pub fn checkpoint_sequence(database: &Database) -> Result<u64, StorageError> {
+    let read = database.begin_read()?;
+    let meta = read.open_table(META)?;
+    Ok(meta
+        .get(CHECKPOINT_SEQUENCE_KEY)?
+        .map_or(0, |sequence| sequence.value()))
+}
+
+/// Record, in `transaction`, that the database holds every write-ahead log
+/// record up to `sequence`.
+pub fn set_checkpoint_sequence(transaction: &WriteTransaction, sequence: u64) -> Result<(), StorageError> {
+    transaction
+        .open_table(META)?
+        .insert(CHECKPOINT_SEQUENCE_KEY, sequence)?;
+    Ok(())
 }
 
 /// Key of `replica_set_counts`.
