@@ -12,6 +12,8 @@
 //! the writer appends to the write-ahead log; [`WriteTables::replay`] applies
 //! such an effect again after a crash.
 
+use std::collections::HashMap;
+
 use canhazdb_core::query::Query;
 use redb::{ReadableTable, Table, WriteTransaction};
 use serde_json::{Map, Value};
@@ -130,6 +132,10 @@ pub struct WriteTables<'txn> {
     replica_set_ids: Table<'txn, &'static [u8], ReplicaSetId>,
     counts: CountChanges,
     redo: RedoLog,
+    /// Lookups this batch already made: a group of inserts mostly names the
+    /// same collection and the same few replica lists.
+    collection_ids: HashMap<String, CollectionId>,
+    replica_set_ids_seen: HashMap<Vec<String>, ReplicaSetId>,
 }
 
 impl<'txn> WriteTables<'txn> {
@@ -142,6 +148,8 @@ impl<'txn> WriteTables<'txn> {
             replica_set_ids: transaction.open_table(REPLICA_SET_IDS)?,
             counts: CountChanges::default(),
             redo: RedoLog::default(),
+            collection_ids: HashMap::new(),
+            replica_set_ids_seen: HashMap::new(),
         })
     }
 
@@ -157,27 +165,24 @@ impl<'txn> WriteTables<'txn> {
         document: &PreparedDocument,
         replicas: &[String],
     ) -> Result<(), OpError> {
-        let existing = catalog::lookup(&self.collections, collection)?;
-        if let Some(collection_id) = existing {
-            let key = document_key(collection_id, &document.id);
-            if self.documents.get(key.as_slice())?.is_some() {
-                return Err(OpError::Rejected(StorageError::DuplicateId {
-                    collection: collection.to_owned(),
-                    id: document.id.clone(),
-                }));
-            }
-        }
-        // From here on nothing is expected to fail.
-        let collection_id = match existing {
-            Some(id) => id,
-            None => catalog::lookup_or_create(&mut self.collections, collection)?,
-        };
-        let replica_set = replicas::intern(&mut self.replica_set_ids, &mut self.replica_sets, replicas)?;
+        let collection_id = self.collection_id(collection)?;
+        let replica_set = self.replica_set(replicas)?;
         let key = document_key(collection_id, &document.id);
-        self.documents.insert(
-            key.as_slice(),
-            codec::record(replica_set, &document.body).as_slice(),
-        )?;
+        let record = codec::record(replica_set, &document.body);
+        // Insert first and look at what was there: one B-tree walk instead
+        // of a lookup and an insert. A duplicate is put back as it was
+        // (a new collection or replica list left behind is harmless).
+        let previous = self
+            .documents
+            .insert(key.as_slice(), record.as_slice())?
+            .map(|previous| previous.value().to_vec());
+        if let Some(previous) = previous {
+            self.documents.insert(key.as_slice(), previous.as_slice())?;
+            return Err(OpError::Rejected(StorageError::DuplicateId {
+                collection: collection.to_owned(),
+                id: document.id.clone(),
+            }));
+        }
         for entry in &document.index_entries {
             let key = index_key(collection_id, entry, &document.id);
             self.index.insert(key.as_slice(), replica_set)?;
@@ -185,6 +190,26 @@ impl<'txn> WriteTables<'txn> {
         self.counts.add(collection_id, replica_set, 1);
         self.redo.put(collection, &document.id, replicas, &document.body);
         Ok(())
+    }
+
+    /// The id of `collection`, created if new.
+    fn collection_id(&mut self, collection: &str) -> Result<CollectionId, StorageError> {
+        if let Some(id) = self.collection_ids.get(collection) {
+            return Ok(*id);
+        }
+        let id = catalog::lookup_or_create(&mut self.collections, collection)?;
+        self.collection_ids.insert(collection.to_owned(), id);
+        Ok(id)
+    }
+
+    /// The id of the replica list `replicas`, interned if new.
+    fn replica_set(&mut self, replicas: &[String]) -> Result<ReplicaSetId, StorageError> {
+        if let Some(id) = self.replica_set_ids_seen.get(replicas) {
+            return Ok(*id);
+        }
+        let id = replicas::intern(&mut self.replica_set_ids, &mut self.replica_sets, replicas)?;
+        self.replica_set_ids_seen.insert(replicas.to_vec(), id);
+        Ok(id)
     }
 
     pub fn update(
@@ -270,11 +295,10 @@ impl<'txn> WriteTables<'txn> {
                 replicas,
                 body,
             } => {
-                let collection_id = catalog::lookup_or_create(&mut self.collections, &collection)?;
+                let collection_id = self.collection_id(&collection)?;
                 self.remove_document(collection_id, &id)?;
                 let entries = index_entries(&codec::decode_body(&body)?);
-                let replica_set =
-                    replicas::intern(&mut self.replica_set_ids, &mut self.replica_sets, &replicas)?;
+                let replica_set = self.replica_set(&replicas)?;
                 let key = document_key(collection_id, &id);
                 self.documents
                     .insert(key.as_slice(), codec::record(replica_set, &body).as_slice())?;
