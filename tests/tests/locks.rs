@@ -189,6 +189,69 @@ async fn wait_strategy_default_and_explicit_waits_until_unlock() {
     assert_eq!(writer.count("lw", json!({})).await, 3);
 }
 
+/// Writes waiting for a lock are in line like LOCKs: a LOCK that arrives
+/// after them is granted after them, not before.
+#[tokio::test]
+async fn writes_waiting_for_a_lock_are_served_before_a_later_lock() {
+    let server = TestServer::start().await;
+    let mut holder = RawConn::connect(server.addr()).await;
+    let mut writer = RawConn::connect(server.addr()).await;
+    let mut later = RawConn::connect(server.addr()).await;
+    writer.post("lq", json!({"id": "a", "v": 0})).await;
+    writer.post("lq", json!({"id": "b", "v": 0})).await;
+    writer.post("lq", json!({"id": "c", "v": 0})).await;
+
+    let held = holder.lock("lq").await;
+    let requests = [
+        (
+            cmd::POST,
+            json!({"10": "lq", "20": {"id": "new"}}),
+            status::CREATED,
+        ),
+        (
+            cmd::PUT,
+            json!({"10": "lq", "20": {"v": 1}, "40": {"id": "a"}}),
+            status::OK,
+        ),
+        (
+            cmd::PATCH,
+            json!({"10": "lq", "20": {"p": true}, "40": {"id": "c"}}),
+            status::OK,
+        ),
+        (cmd::DELETE, json!({"10": "lq", "40": {"id": "b"}}), status::OK),
+    ];
+    let mut waiting = Vec::new();
+    for (command, payload, want) in requests {
+        let id = writer.fresh_id();
+        writer.send(id, command, Some(&payload)).await;
+        waiting.push((id, want));
+    }
+    settle().await;
+    later.send(90, cmd::LOCK, Some(&json!({"66": "lq"}))).await;
+    settle().await;
+
+    holder.unlock(&held).await;
+    let granted = later.reply_to(90).await.expect(status::OK);
+    // The later LOCK now holds the key: had any write queued behind it, it
+    // could not finish until that lock is released.
+    for (id, want) in waiting {
+        writer
+            .reply_within(id, Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|error| panic!("a write queued before the LOCK did not finish: {error:?}"))
+            .expect(want);
+    }
+    assert_eq!(
+        holder.get("lq", json!({"43": "asc(id)"})).await,
+        vec![
+            json!({"id": "a", "v": 1}),
+            json!({"id": "c", "v": 0, "p": true}),
+            json!({"id": "new"})
+        ]
+    );
+    later.unlock(&lock_id_of(&granted)).await;
+}
+
 #[tokio::test]
 async fn a_write_carrying_the_holders_lock_id_proceeds() {
     let server = TestServer::start().await;

@@ -17,6 +17,7 @@ use super::locks::LockFailure;
 use super::node::Node;
 use super::session::SessionContext;
 use super::system;
+use super::write_lease::WriteGuard;
 use crate::cluster::coordinator::{self, CoordinatorError};
 use crate::cluster::internal;
 use crate::storage::StorageError;
@@ -101,7 +102,7 @@ async fn answer(node: &Arc<Node>, session: &SessionContext, frame: &Frame) -> Ou
             document,
             lock,
         } => {
-            respect_lock(node, &collection, &lock).await?;
+            let _lease = wait_for_lock(node, &collection, &lock).await?;
             let document = coordinator::post(node, collection.as_str(), document).await?;
             let id = document.get("id").and_then(Value::as_str).unwrap_or_default();
             coordinator::publish(node, vec![notify_path(Method::Post, collection.as_str(), id)]);
@@ -199,20 +200,24 @@ async fn count(node: &Arc<Node>, collection: &CollectionId, query: Option<Value>
     Ok(Reply::with_data(Status::Ok, Value::from(count)))
 }
 
-/// Waits (or fails, with LOCK_STRATEGY_FAIL) while someone else holds the
-/// collection's lock.
-async fn respect_lock(node: &Node, collection: &CollectionId, lock: &LockOptions) -> Result<(), Failure> {
-    let lock_id = lock.lock_id.as_deref();
-    if node.locks.permits_write(collection.as_str(), lock_id) {
-        return Ok(());
+/// A POST takes no lock of its own while the collection is free. While
+/// someone else holds the collection's lock, it fails at once
+/// (LOCK_STRATEGY_FAIL) or waits in line for the lock like every other
+/// write, first come first served, holding it while it runs.
+async fn wait_for_lock(
+    node: &Arc<Node>,
+    collection: &CollectionId,
+    lock: &LockOptions,
+) -> Result<Option<WriteGuard>, Failure> {
+    let key = collection.as_str();
+    if node.locks.permits_write(key, lock.lock_id.as_deref()) {
+        return Ok(None);
     }
-    match lock.strategy {
-        LockStrategy::Fail => Err(locked(collection)),
-        LockStrategy::Wait => {
-            node.locks.wait_until_writable(collection.as_str(), lock_id).await;
-            Ok(())
-        }
+    if lock.strategy == LockStrategy::Fail {
+        return Err(locked(collection));
     }
+    let one_at_a_time = !node.cluster.is_alone();
+    Ok(node.write_leases.enter(key, one_at_a_time, false).await?)
 }
 
 fn locked(collection: &CollectionId) -> Failure {

@@ -243,7 +243,11 @@ impl LockManager {
 
     /// Queues a lock on `key` and waits until it is granted.
     pub async fn lock(&self, key: &str, owner: &LockOwner) -> Result<LockEntry, LockFailure> {
-        let entry = new_entry(key, owner);
+        self.acquire(new_entry(key, owner)).await
+    }
+
+    /// Queues `entry` (made by [`new_entry`]) and waits until it is granted.
+    pub async fn acquire(&self, entry: LockEntry) -> Result<LockEntry, LockFailure> {
         let (sender, receiver) = oneshot::channel();
         self.state().grant_waiters.insert(entry.id.clone(), sender);
         let response = self.submit(LockCommand::Acquire(entry.clone())).await;
@@ -336,9 +340,14 @@ impl LockManager {
             .any(|entry| entry.origin == owner.origin && entry.connection == owner.connection)
     }
 
-    /// Whether anyone waits behind the holder of `key`.
-    pub fn has_waiters(&self, key: &str) -> bool {
-        self.state().table.queue(key).nth(1).is_some()
+    /// Where `lock_id` is in the queue of `key`: `Some(true)` if it is the
+    /// last entry (nobody waits behind it), `Some(false)` if someone does,
+    /// `None` if it is not queued (not yet, or no longer).
+    pub fn is_last_in_queue(&self, key: &str, lock_id: &str) -> Option<bool> {
+        let state = self.state();
+        let mut queue = state.table.queue(key).skip_while(|entry| entry.id != lock_id);
+        queue.next()?;
+        Some(queue.next().is_none())
     }
 
     /// Waits until a write carrying `lock_id` may touch `key`.
@@ -366,7 +375,8 @@ fn expect_done(response: LockResponse) -> Result<(), LockFailure> {
     }
 }
 
-fn new_entry(key: &str, owner: &LockOwner) -> LockEntry {
+/// A new lock entry with a fresh id.
+pub fn new_entry(key: &str, owner: &LockOwner) -> LockEntry {
     LockEntry {
         id: uuid::Uuid::new_v4().to_string(),
         key: key.to_owned(),

@@ -1,12 +1,17 @@
-//! The collection lock a PUT, PATCH or DELETE takes for its duration, shared
-//! between the writes a node coordinates at the same time.
+//! The collection lock a write takes for its duration, shared between the
+//! writes a node coordinates at the same time.
 //!
 //! Taking and releasing a cluster-wide lock is a Raft commit each; doing
 //! that for every write would cap writes to one collection at a few hundred
-//! per second. Instead, writes on one node share one lock entry (a lease)
-//! while they overlap: the first takes the lock, the last releases it. A
-//! lease admits no newcomer once anyone else (a client's LOCK, another
-//! node's write) queues for the key, so they are served first-come as before.
+//! per second. Instead, writes on one node share one lock entry (a lease):
+//! the first queues the entry, the last one out releases it.
+//!
+//! Locks are first come, first served, and a lease keeps that: a write may
+//! join a lease only while the lease's entry is the last in the key's queue,
+//! queued or granted. Writes that arrive while the lease waits behind a
+//! client's LOCK are served, together, right where the lease stands in the
+//! queue; once anyone else (a client's LOCK, another node's write) queues
+//! behind the lease, later writes queue a new lease behind that.
 //!
 //! On a node that is alone, a document has one replica and the storage
 //! engine applies each write atomically, so writes under one lease run
@@ -17,29 +22,64 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use canhazdb_core::lock::LockEntry;
+use tokio::sync::watch;
 
-use super::locks::{LockFailure, LockManager, LockOwner};
+use super::locks::{new_entry, LockFailure, LockManager, LockOwner, LogError};
 
-#[derive(Default)]
+/// How far a lease's lock entry has got.
+#[derive(Debug, Clone, PartialEq)]
+enum Grant {
+    Queued,
+    Granted,
+    /// The lock could not be taken; every write waiting for it fails.
+    Failed(String),
+}
+
+/// One lease: a lock entry and the writes sharing it.
 struct Lease {
-    entry: Option<LockEntry>,
+    entry: LockEntry,
+    /// Writes inside the lease or waiting for its grant.
     users: usize,
+    granted: bool,
+    grant: watch::Receiver<Grant>,
+    /// Taken for the whole write when writes must run one at a time; taken
+    /// on joining, so they run in the order they joined.
+    serial: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Lease {
+    fn new(entry: LockEntry, granted: bool, grant: watch::Receiver<Grant>) -> Lease {
+        Lease {
+            entry,
+            users: 1,
+            granted,
+            grant,
+            serial: Arc::default(),
+        }
+    }
+
+    fn failed(&self) -> bool {
+        matches!(*self.grant.borrow(), Grant::Failed(_))
+    }
 }
 
 #[derive(Default)]
 struct Slot {
-    lease: Mutex<Lease>,
-    /// Taken while acquiring the lock, so one write acquires and the others wait for it.
-    acquiring: tokio::sync::Mutex<()>,
-    /// Taken for the whole write when writes must run one at a time.
-    serial: Arc<tokio::sync::Mutex<()>>,
+    /// This node's leases on the key, in queue order.
+    leases: Mutex<Vec<Lease>>,
 }
 
 impl Slot {
-    fn lease(&self) -> MutexGuard<'_, Lease> {
-        self.lease.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn leases(&self) -> MutexGuard<'_, Vec<Lease>> {
+        self.leases
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
+
+/// What a write needs of the lease it joined: the lock id, the grant to
+/// wait for, and the lease's one-at-a-time lock.
+type Joined = (String, watch::Receiver<Grant>, Arc<tokio::sync::Mutex<()>>);
 
 /// Per-collection leases of one node.
 pub struct WriteLeases {
@@ -51,8 +91,8 @@ pub struct WriteLeases {
 /// Held for the duration of one write.
 pub struct WriteGuard {
     leases: Arc<WriteLeases>,
-    key: String,
     slot: Arc<Slot>,
+    lock_id: String,
     _serial: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
@@ -74,9 +114,10 @@ impl WriteLeases {
         slots.entry(key.to_owned()).or_default().clone()
     }
 
-    /// Joins the lease on `key`, or takes the lock when there is none
-    /// (waiting in line for it). With `fail_if_locked`, returns `None` instead
-    /// of waiting when someone else holds or waits for the key.
+    /// Enters a lease on `key`: joins the newest one if nobody queued behind
+    /// it, or queues a new one, and waits until it is granted. With
+    /// `fail_if_locked`, returns `None` instead of waiting when anyone else
+    /// holds or waits for the key.
     pub async fn enter(
         self: &Arc<Self>,
         key: &str,
@@ -84,73 +125,131 @@ impl WriteLeases {
         fail_if_locked: bool,
     ) -> Result<Option<WriteGuard>, LockFailure> {
         let slot = self.slot(key);
-        let acquiring = slot.acquiring.lock().await;
-        let joinable = {
-            let mut lease = slot.lease();
-            let held = lease
-                .entry
-                .as_ref()
-                .is_some_and(|entry| self.locks.is_held_by(key, Some(&entry.id)));
-            if held && !self.locks.has_waiters(key) {
-                lease.users += 1;
-                true
-            } else {
-                false
-            }
-        };
-        if !joinable {
-            // Let our own lease end first: a new entry would queue behind
-            // it, and the lease would wait for us.
-            while slot.lease().users > 0 {
-                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-            }
-            let entry = if fail_if_locked {
-                match self.locks.try_lock(key, &self.owner).await? {
-                    Some(entry) => entry,
-                    None => return Ok(None),
+        let joined = {
+            let mut leases = slot.leases();
+            match leases.last_mut() {
+                Some(lease) if self.joinable(key, lease, fail_if_locked) => {
+                    lease.users += 1;
+                    Some((lease.entry.id.clone(), lease.grant.clone(), lease.serial.clone()))
                 }
-            } else {
-                self.locks.lock(key, &self.owner).await?
-            };
-            let mut lease = slot.lease();
-            lease.entry = Some(entry);
-            lease.users = 1;
-        }
-        drop(acquiring);
-        // Counted as a user already, so the lease outlives the writes ahead of us.
-        let serial = if one_at_a_time {
-            Some(slot.serial.clone().lock_owned().await)
-        } else {
-            None
+                _ => None,
+            }
         };
-        Ok(Some(WriteGuard {
+        let (lock_id, mut grant, serial) = match joined {
+            Some(joined) => joined,
+            None if fail_if_locked => match self.locks.try_lock(key, &self.owner).await? {
+                Some(entry) => {
+                    let (_, granted) = watch::channel(Grant::Granted);
+                    let lease = Lease::new(entry, true, granted);
+                    let joined = (lease.entry.id.clone(), lease.grant.clone(), lease.serial.clone());
+                    slot.leases().push(lease);
+                    joined
+                }
+                None => return Ok(None),
+            },
+            None => self.queue_lease(key, &slot),
+        };
+        // From here on, dropping the guard (also when this future is
+        // dropped) leaves the lease.
+        let mut guard = WriteGuard {
             leases: self.clone(),
-            key: key.to_owned(),
             slot,
-            _serial: serial,
-        }))
+            lock_id,
+            _serial: None,
+        };
+        if one_at_a_time {
+            guard._serial = Some(serial.lock_owned().await);
+        }
+        let outcome = grant
+            .wait_for(|grant| *grant != Grant::Queued)
+            .await
+            .map(|grant| grant.clone())
+            .unwrap_or_else(|_| Grant::Failed("the lock request was dropped".to_owned()));
+        if let Grant::Failed(message) = outcome {
+            return Err(LockFailure::Log(LogError(message)));
+        }
+        Ok(Some(guard))
+    }
+
+    /// Whether a new write may share `lease`: its entry is the last in the
+    /// queue (or about to be queued), and with `fail_if_locked` only if it
+    /// already holds the key.
+    fn joinable(&self, key: &str, lease: &Lease, fail_if_locked: bool) -> bool {
+        if lease.failed() {
+            return false;
+        }
+        match self.locks.is_last_in_queue(key, &lease.entry.id) {
+            Some(last) => last && (lease.granted || !fail_if_locked),
+            // Not in the table yet: the entry is on its way into the queue.
+            None => !lease.granted && !fail_if_locked,
+        }
+    }
+
+    /// Queues a new lease with one user, taking the lock in a task of its
+    /// own so the entry is released even if every write waiting for it
+    /// gives up first.
+    fn queue_lease(self: &Arc<Self>, key: &str, slot: &Arc<Slot>) -> Joined {
+        let entry = new_entry(key, &self.owner);
+        let lock_id = entry.id.clone();
+        let (sender, grant) = watch::channel(Grant::Queued);
+        let lease = Lease::new(entry.clone(), false, grant);
+        let joined = (lock_id.clone(), lease.grant.clone(), lease.serial.clone());
+        slot.leases().push(lease);
+        let leases = self.clone();
+        let slot = slot.clone();
+        tokio::spawn(async move {
+            let result = leases.locks.acquire(entry).await;
+            let abandoned = {
+                let mut slot_leases = slot.leases();
+                let lease = slot_leases.iter_mut().find(|lease| lease.entry.id == lock_id);
+                match (&result, lease) {
+                    (Ok(_), Some(lease)) => {
+                        lease.granted = true;
+                        false
+                    }
+                    (Ok(_), None) => true,
+                    (Err(_), _) => false,
+                }
+            };
+            let _ = sender.send(match result {
+                Ok(_) => Grant::Granted,
+                Err(error) => Grant::Failed(error.to_string()),
+            });
+            if abandoned {
+                leases.release(lock_id);
+            }
+        });
+        joined
+    }
+
+    fn release(&self, lock_id: String) {
+        let locks = self.locks.clone();
+        tokio::spawn(async move {
+            if let Err(error) = locks.release(&lock_id).await {
+                tracing::warn!(%error, lock_id, "could not release a write lease");
+            }
+        });
     }
 }
 
 impl Drop for WriteGuard {
     fn drop(&mut self) {
-        let entry = {
-            let mut lease = self.slot.lease();
+        let release = {
+            let mut leases = self.slot.leases();
+            let Some(position) = leases.iter().position(|lease| lease.entry.id == self.lock_id) else {
+                return;
+            };
+            let lease = &mut leases[position];
             lease.users -= 1;
-            if lease.users == 0 {
-                lease.entry.take()
-            } else {
-                None
+            if lease.users > 0 {
+                return;
             }
+            // A lease nobody uses any more: release it if it was granted;
+            // if not, its acquiring task releases it once granted.
+            leases.remove(position).granted
         };
-        if let Some(entry) = entry {
-            let locks = self.leases.locks.clone();
-            let key = std::mem::take(&mut self.key);
-            tokio::spawn(async move {
-                if let Err(error) = locks.release(&entry.id).await {
-                    tracing::warn!(%error, key, "could not release a write lease");
-                }
-            });
+        if release {
+            self.leases.release(std::mem::take(&mut self.lock_id));
         }
     }
 }
