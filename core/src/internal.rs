@@ -106,6 +106,9 @@ pub enum InternalRequest {
         query: Option<Value>,
         online: Vec<String>,
     },
+    /// This node's share of system.collections under `online`: each of its
+    /// collections with the number of documents it reports.
+    Collections { online: Vec<String> },
     /// Apply a PUT/PATCH/DELETE to this node's replicas.
     Update {
         collection: String,
@@ -136,6 +139,7 @@ pub enum InternalReply {
     Done,
     Documents(Vec<Value>),
     Count(u64),
+    Collections(Vec<(String, u64)>),
     Changed(Vec<ChangedReplica>),
     Repairs(Vec<Repair>),
     Document(Option<ReplicaCopy>),

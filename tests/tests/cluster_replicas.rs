@@ -37,6 +37,13 @@ async fn assert_all_once(cluster: &TestCluster, index: usize, collection: &str, 
         ids.len() as u64,
         "COUNT through {name} {when}"
     );
+    // Counted across the cluster, not just this node's replicas.
+    assert_eq!(
+        conn.get("system.collections", json!({"40": {"collectionId": collection}}))
+            .await,
+        vec![json!({"id": collection, "collectionId": collection, "documentCount": ids.len()})],
+        "system.collections through {name} {when}"
+    );
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 //! the answers so each document is reported exactly once, records repairs for
 //! replicas that missed a write, and publishes notify paths.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use canhazdb_core::internal::{Change, ChangedReplica, InternalReply, InternalRequest, Repair};
@@ -241,6 +241,40 @@ async fn count_once(node: &Arc<Node>, collection: &str, query_json: Option<Value
         }
     }
     Ok(total)
+}
+
+/// system.collections across the cluster: every collection any node holds,
+/// with its document count (each document counted once, by the
+/// primary-replica rule), sorted by name.
+pub async fn collections(node: &Arc<Node>) -> Outcome<Vec<(String, u64)>> {
+    retry_read(|| collections_once(node)).await
+}
+
+async fn collections_once(node: &Arc<Node>) -> Outcome<Vec<(String, u64)>> {
+    let online = read_view(node)?;
+    let remote = peers_named(node, &online);
+    let local_share = {
+        let online = online.clone();
+        run_blocking(node, true, move |node| local::collections(node, &online))
+    };
+    let (local, remote) = tokio::join!(
+        local_share,
+        call_all(remote, InternalRequest::Collections { online })
+    );
+    let mut totals: BTreeMap<String, u64> = BTreeMap::new();
+    let mut add = |collections: Vec<(String, u64)>| {
+        for (name, count) in collections {
+            *totals.entry(name).or_default() += count;
+        }
+    };
+    add(local??);
+    for (name, reply) in remote {
+        match reply.map_err(peer_failure)? {
+            InternalReply::Collections(collections) => add(collections),
+            other => return Err(unexpected(name, other)),
+        }
+    }
+    Ok(totals.into_iter().filter(|(_, count)| *count > 0).collect())
 }
 
 /// POST: stores the document on min(R, n) randomly chosen nodes; replicas

@@ -111,6 +111,13 @@ pub async fn handle(node: &Arc<Node>, request: InternalRequest) -> Result<Intern
                     .map_err(server_error)??;
             InternalReply::Count(count)
         }
+        InternalRequest::Collections { online } => {
+            let node = node.clone();
+            let collections = tokio::task::spawn_blocking(move || local::collections(&node, &online))
+                .await
+                .map_err(server_error)??;
+            InternalReply::Collections(collections)
+        }
         InternalRequest::Update {
             collection,
             query,

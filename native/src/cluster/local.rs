@@ -78,6 +78,23 @@ pub fn count(node: &Node, collection: &str, query: &Query, online: &[String]) ->
     node.store.count(collection, query, reported)
 }
 
+/// This node's share of system.collections under `online`: each collection
+/// it holds with the number of its documents this node reports.
+pub fn collections(node: &Node, online: &[String]) -> Result<Vec<(String, u64)>, StorageError> {
+    let collections = node.store.collections()?;
+    if node.cluster.is_alone() {
+        return Ok(collections);
+    }
+    let all = Query::match_all();
+    collections
+        .into_iter()
+        .map(|(name, _)| {
+            let reported = count(node, &name, &all, online)?;
+            Ok((name, reported))
+        })
+        .collect()
+}
+
 /// Applies a PUT/PATCH/DELETE to this node's replicas; reports every changed
 /// document with its replica list, marking those this node is primary for.
 pub async fn update(

@@ -179,7 +179,9 @@ fn info(node: &Node) -> Reply {
 async fn get(node: &Arc<Node>, collection: &CollectionId, read: &ReadOptions) -> Outcome {
     if collection.is_system() {
         let selection = read.parse()?;
-        let documents = system::documents(node, collection.as_str())?.unwrap_or_default();
+        let documents = system::documents(node, collection.as_str())
+            .await?
+            .unwrap_or_default();
         return Ok(Reply::with_data(
             Status::Ok,
             Value::Array(system::select(documents, &selection)),
@@ -192,7 +194,9 @@ async fn get(node: &Arc<Node>, collection: &CollectionId, read: &ReadOptions) ->
 async fn count(node: &Arc<Node>, collection: &CollectionId, query: Option<Value>) -> Outcome {
     if collection.is_system() {
         let query = ReadOptions::with_query(query).parse_query()?;
-        let documents = system::documents(node, collection.as_str())?.unwrap_or_default();
+        let documents = system::documents(node, collection.as_str())
+            .await?
+            .unwrap_or_default();
         let count = documents.iter().filter(|d| query.matches(d)).count();
         return Ok(Reply::with_data(Status::Ok, Value::from(count)));
     }

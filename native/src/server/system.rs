@@ -1,18 +1,20 @@
 //! The read-only system collections (spec section 6), built on demand.
 
+use std::sync::Arc;
+
 use canhazdb_core::message::Selection;
 use serde_json::{json, Value};
 
 use super::node::{split_address, status_text, Node};
-use crate::storage::StorageError;
+use crate::cluster::coordinator::{self, CoordinatorError};
 
 /// The documents of system collection `collection`, or `None` if there is no
 /// such system collection.
-pub fn documents(node: &Node, collection: &str) -> Result<Option<Vec<Value>>, StorageError> {
+pub async fn documents(node: &Arc<Node>, collection: &str) -> Result<Option<Vec<Value>>, CoordinatorError> {
     let documents = match collection {
-        "system.collections" => node
-            .store
-            .collections()?
+        // Counted across the cluster: a node holds only some replicas.
+        "system.collections" => coordinator::collections(node)
+            .await?
             .into_iter()
             .map(|(collection_id, count)| {
                 json!({"id": collection_id, "collectionId": collection_id, "documentCount": count})
