@@ -97,3 +97,59 @@ async fn with_two_replicas_one_dead_node_of_three_loses_nothing() {
         cluster.wait_settled().await;
     }
 }
+
+/// The same id POSTed through every node at once: at most one POST is
+/// CREATED, and whatever the outcome, every node reports the id at most
+/// once, with the content of the POST that won (never a refused POST's).
+#[tokio::test]
+async fn the_same_id_posted_through_every_node_at_once_is_stored_at_most_once() {
+    for replicas in [2, 3] {
+        race_posts_of_one_id(replicas).await;
+    }
+}
+
+async fn race_posts_of_one_id(replicas: u16) {
+    let cluster = TestCluster::start_with(ClusterOptions::new(3).replicas(replicas)).await;
+    let mut conns = Vec::new();
+    for index in 0..3 {
+        conns.push(cluster.conn(index).await);
+    }
+    for round in 0..10 {
+        let id = format!("race-{round}");
+        let [a, b, c] = &mut conns[..] else { unreachable!() };
+        let payload = |from: usize| json!({"10": "race", "20": {"id": id, "from": from}});
+        let (ra, rb, rc) = tokio::join!(
+            a.call(cmd::POST, payload(0)),
+            b.call(cmd::POST, payload(1)),
+            c.call(cmd::POST, payload(2))
+        );
+        let mut winners = Vec::new();
+        for (from, reply) in [ra, rb, rc].into_iter().enumerate() {
+            match reply.status {
+                status::CREATED => winners.push(from),
+                status::BAD_REQUEST => {}
+                other => panic!(
+                    "R={replicas} round {round}: POST through n{from} answered {other}: {}",
+                    reply.describe()
+                ),
+            }
+        }
+        assert!(
+            winners.len() <= 1,
+            "R={replicas} round {round}: several POSTs of one id were CREATED: {winners:?}"
+        );
+        let expected: Vec<Value> = winners
+            .iter()
+            .map(|from| json!({"id": id, "from": from}))
+            .collect();
+        for (index, conn) in conns.iter_mut().enumerate() {
+            let found = conn.get("race", json!({"40": {"id": id}})).await;
+            assert_eq!(
+                found,
+                expected,
+                "R={replicas} round {round}: GET of {id} through {}",
+                cluster.name(index)
+            );
+        }
+    }
+}

@@ -334,20 +334,29 @@ pub async fn post(node: &Arc<Node>, collection: &str, mut document: Map<String, 
         }
     };
     let (local, remote) = tokio::join!(local_share, call_all(remote, request));
-    local?;
-    let mut stored_somewhere = stored_here;
+    let stored_locally = stored_here && local.is_ok();
+    let mut refusal = local.err().map(CoordinatorError::from);
+    let mut stored_remotely = Vec::new();
     for (name, reply) in remote {
         match reply {
-            Ok(_) => stored_somewhere = true,
+            Ok(_) => stored_remotely.push(name),
             Err(PeerError::Failed {
                 code: 121, message, ..
-            }) => return Err(CoordinatorError::BadRequest(message)),
+            }) => refusal = Some(CoordinatorError::BadRequest(message)),
             Err(error) => {
                 tracing::warn!(%error, replica = %name, "replica missed a POST; recording a repair");
                 missed.push(name);
             }
         }
     }
+    // A replica refused it (the same id POSTed at the same time through
+    // another node got there first): take back the copies that were
+    // stored, so the refused POST leaves nothing behind.
+    if let Some(refusal) = refusal {
+        withdraw_post(node, collection, &id, stored_locally, stored_remotely).await;
+        return Err(refusal);
+    }
+    let stored_somewhere = stored_locally || !stored_remotely.is_empty();
     if !stored_somewhere {
         return Err(CoordinatorError::Unavailable(format!(
             "none of the replicas {replicas:?} could store the document"
@@ -442,6 +451,37 @@ fn new_repair(target: String, collection: &str, document_id: &str, deleted: bool
         collection: collection.to_owned(),
         document_id: document_id.to_owned(),
         deleted,
+    }
+}
+
+/// Deletes the copies of a refused POST from the replicas that stored them;
+/// a replica that cannot be reached gets a repair record that deletes it.
+async fn withdraw_post(node: &Arc<Node>, collection: &str, id: &str, local: bool, remote: Vec<String>) {
+    let query = json!({ "id": id });
+    if local {
+        let deleted = match ReadOptions::with_query(Some(query.clone())).parse_query() {
+            Ok(query) => node.store.delete(collection, query).await.map(drop),
+            Err(error) => Err(StorageError::InvalidDocument(error.to_string())),
+        };
+        if let Err(error) = deleted {
+            tracing::error!(%error, collection, id, "could not withdraw a refused POST here");
+        }
+    }
+    let request = InternalRequest::Update {
+        collection: collection.to_owned(),
+        query: Some(query),
+        change: Change::Delete,
+        online: Vec::new(),
+    };
+    let mut unreachable = Vec::new();
+    for (name, reply) in call_all(peers_named(node, &remote), request).await {
+        if let Err(error) = reply {
+            tracing::warn!(%error, replica = %name, "could not withdraw a refused POST; recording a repair");
+            unreachable.push(new_repair(name, collection, id, true));
+        }
+    }
+    if let Err(error) = record_repairs(node, unreachable).await {
+        tracing::error!(%error, collection, id, "could not record the withdrawal of a refused POST");
     }
 }
 
