@@ -31,8 +31,6 @@ pub enum MessageError {
     InvalidCollectionId(String),
     #[error("collection {0:?} is a read-only system collection")]
     ReadOnlyCollection(String),
-    #[error("document id must be a string")]
-    InvalidDocumentId,
     #[error("LOCK_STRATEGY (63) must be LOCK_STRATEGY_FAIL (64) or LOCK_STRATEGY_WAIT (65)")]
     InvalidLockStrategy,
     #[error("{0} is not a request command")]
@@ -326,10 +324,9 @@ impl Request {
         let request = match command {
             Command::Info => Request::Info,
             Command::Post => {
+                // An `id` that is not a string is replaced by a generated
+                // one (spec section 3: "unless DATA carries a string id").
                 let document = fields.required_object(Key::Data)?;
-                if document.get("id").is_some_and(|id| !id.is_string()) {
-                    return Err(MessageError::InvalidDocumentId);
-                }
                 Request::Post {
                     collection: fields.writable_collection()?,
                     document,
@@ -642,11 +639,6 @@ mod tests {
                 Command::Post,
                 json!({"10": "tests", "20": [1]}),
                 "DATA (20) must be a JSON object",
-            ),
-            (
-                Command::Post,
-                json!({"10": "tests", "20": {"id": 5}}),
-                "document id must be a string",
             ),
             (
                 Command::Post,

@@ -97,6 +97,36 @@ async fn post_without_id_assigns_a_uuid_v4_and_answers_created_with_the_document
     );
 }
 
+/// Spec section 3: "POST assigns a random UUID v4 unless DATA carries a
+/// string id" — an id of any other type is replaced.
+#[tokio::test]
+async fn post_with_an_id_that_is_not_a_string_gets_a_uuid_v4() {
+    let server = TestServer::start().await;
+    let mut conn = RawConn::connect(server.addr()).await;
+    for id in [
+        json!(5),
+        json!(null),
+        json!({"nested": 1}),
+        json!([1]),
+        json!(true),
+    ] {
+        let reply = conn
+            .call(cmd::POST, json!({"10": "typed", "20": {"id": id, "v": 1}}))
+            .await
+            .expect(status::CREATED);
+        let assigned = reply.data()["id"].as_str().unwrap_or_default().to_owned();
+        assert!(
+            is_uuid_v4(&assigned),
+            "POST with id {id} must assign a UUID v4: {}",
+            reply.describe()
+        );
+        assert_eq!(
+            conn.get("typed", json!({"40": {"id": assigned}})).await,
+            vec![json!({"id": assigned, "v": 1})]
+        );
+    }
+}
+
 #[tokio::test]
 async fn post_with_a_string_id_keeps_it_and_a_duplicate_is_bad_request() {
     let server = TestServer::start().await;

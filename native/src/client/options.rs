@@ -92,9 +92,6 @@ fn query(query: Option<Value>) -> Result<Option<Value>, Error> {
 
 pub(crate) fn post(collection: &str, document: Value, options: WriteOptions) -> Result<Request, Error> {
     let document = object(document, "document")?;
-    if document.get("id").is_some_and(|id| !id.is_string()) {
-        return Err(Error::InvalidArgument("document id must be a string".into()));
-    }
     Ok(Request::Post {
         collection: collection_id(collection)?,
         lock: options.lock(),
@@ -166,7 +163,6 @@ mod tests {
         assert!(invalid(post("bad id", json!({}), WriteOptions::default())).contains("collection id"));
         assert!(invalid(post("t", json!([1]), WriteOptions::default()))
             .contains("document must be a JSON object"));
-        assert!(invalid(post("t", json!({"id": 1}), WriteOptions::default())).contains("id must be a string"));
         assert!(invalid(get("t", GetOptions::query(json!([1])))).contains("query must be a JSON object"));
         assert!(invalid(patch("t", json!("x"), WriteOptions::default())).contains("patch must be"));
         assert!(invalid(count("", None)).contains("collection id"));

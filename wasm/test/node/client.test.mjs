@@ -196,7 +196,6 @@ describe('errors', () => {
       [() => d.post('bad collection', {}), /collection id "bad collection" is invalid/],
       [() => d.post('system.collections', { a: 1 }), /read-only system collection/],
       [() => d.post('fine', 'not an object'), /DATA \(20\) must be a JSON object/],
-      [() => d.post('fine', { id: 5 }), /document id must be a string/],
       [() => d.put('fine', { a: 1 }, { query: [1] }), /QUERY \(40\) must be a JSON object/],
       [() => d.delete('fine', { lockStrategy: 'sometimes' }), /LOCK_STRATEGY/],
       [() => d.get(42), /COLLECTION_ID \(10\) must be a string/],
