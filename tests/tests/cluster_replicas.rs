@@ -98,11 +98,11 @@ async fn with_two_replicas_one_dead_node_of_three_loses_nothing() {
     }
 }
 
-/// The same id POSTed through every node at once: at most one POST is
-/// CREATED, and whatever the outcome, every node reports the id at most
-/// once, with the content of the POST that won (never a refused POST's).
+/// The same id POSTed through every node at once: exactly one POST is
+/// CREATED, the others are refused as duplicates, and every node reports the
+/// id once, with the content of the POST that won (never a refused POST's).
 #[tokio::test]
-async fn the_same_id_posted_through_every_node_at_once_is_stored_at_most_once() {
+async fn the_same_id_posted_through_every_node_at_once_is_stored_once() {
     for replicas in [2, 3] {
         race_posts_of_one_id(replicas).await;
     }
@@ -134,9 +134,10 @@ async fn race_posts_of_one_id(replicas: u16) {
                 ),
             }
         }
-        assert!(
-            winners.len() <= 1,
-            "R={replicas} round {round}: several POSTs of one id were CREATED: {winners:?}"
+        assert_eq!(
+            winners.len(),
+            1,
+            "R={replicas} round {round}: POSTs CREATED: {winners:?}"
         );
         let expected: Vec<Value> = winners
             .iter()

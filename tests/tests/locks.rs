@@ -252,6 +252,38 @@ async fn writes_waiting_for_a_lock_are_served_before_a_later_lock() {
     later.unlock(&lock_id_of(&granted)).await;
 }
 
+/// A write holds the collection's lock only for its duration: once it is
+/// answered, system.locks no longer shows it.
+#[tokio::test]
+async fn a_write_leaves_no_lock_behind_once_answered() {
+    let server = TestServer::start().await;
+    let mut conn = RawConn::connect(server.addr()).await;
+    let mut holder = RawConn::connect(server.addr()).await;
+    conn.post("ll", json!({"id": "a"})).await;
+    for round in 0..20 {
+        let (command, payload) = match round % 3 {
+            0 => (cmd::PUT, json!({"10": "ll", "20": {"round": round}})),
+            1 => (cmd::PATCH, json!({"10": "ll", "20": {"patched": round}})),
+            _ => (cmd::DELETE, json!({"10": "ll", "40": {"id": "none"}})),
+        };
+        conn.call(command, payload).await.expect(status::OK);
+        assert_eq!(
+            conn.get("system.locks", json!({})).await,
+            Vec::<Value>::new(),
+            "round {round}"
+        );
+    }
+    // A POST that waited in line for the lock, too.
+    let held = holder.lock("ll").await;
+    let id = conn.fresh_id();
+    conn.send(id, cmd::POST, Some(&json!({"10": "ll", "20": {"id": "waited"}})))
+        .await;
+    settle().await;
+    holder.unlock(&held).await;
+    conn.reply_to(id).await.expect(status::CREATED);
+    assert_eq!(conn.get("system.locks", json!({})).await, Vec::<Value>::new());
+}
+
 #[tokio::test]
 async fn a_write_carrying_the_holders_lock_id_proceeds() {
     let server = TestServer::start().await;

@@ -11,6 +11,7 @@ use canhazdb_core::message::{ReadOptions, Selection};
 use canhazdb_core::notify::merge_changed_ids;
 use canhazdb_core::query::{IndexPredicate, Query};
 use canhazdb_core::replica::{choose_replicas, read_may_be_incomplete, OsRandom};
+use futures_util::future::join_all;
 use serde_json::{json, Map, Value};
 use tokio::task::JoinSet;
 
@@ -309,55 +310,56 @@ pub async fn post(node: &Arc<Node>, collection: &str, mut document: Map<String, 
         node.cluster.replicas(),
         &mut OsRandom,
     );
-    let mut missed = Vec::new();
-    let mut remote = Vec::new();
-    let stored_here = replicas.iter().any(|replica| replica == node.cluster.name());
-    for replica in replicas.iter().filter(|replica| *replica != node.cluster.name()) {
-        match node.cluster.peer(replica).filter(|peer| peer.is_reachable()) {
-            Some(peer) => remote.push(peer),
-            None => missed.push(replica.clone()),
-        }
-    }
     let request = InternalRequest::StoreReplica {
         collection: collection.to_owned(),
         document: document.clone(),
         replicas: replicas.clone(),
     };
-    // This node's replica and the others are written at the same time.
-    let local_share = async {
-        if stored_here {
-            node.store
-                .insert(collection, document.clone(), replicas.clone())
-                .await
-        } else {
-            Ok(())
+    let store = |replica: String| {
+        let (request, document, replicas) = (&request, &document, &replicas);
+        async move {
+            let outcome = store_replica(node, &replica, collection, document, replicas, request).await;
+            (replica, outcome)
         }
     };
-    let (local, remote) = tokio::join!(local_share, call_all(remote, request));
-    let stored_locally = stored_here && local.is_ok();
-    let mut refusal = local.err().map(CoordinatorError::from);
-    let mut stored_remotely = Vec::new();
-    for (name, reply) in remote {
-        match reply {
-            Ok(_) => stored_remotely.push(name),
-            Err(PeerError::Failed {
-                code: 121, message, ..
-            }) => refusal = Some(CoordinatorError::BadRequest(message)),
-            Err(error) => {
-                tracing::warn!(%error, replica = %name, "replica missed a POST; recording a repair");
-                missed.push(name);
+    let outcomes = if id_chosen_by_client {
+        // One replica after another, in name order: of POSTs racing with
+        // the same id, the first to reach the lowest replica they share
+        // wins, and the others are refused there.
+        let mut sorted = replicas.clone();
+        sorted.sort();
+        let mut outcomes = Vec::new();
+        for replica in sorted {
+            let (replica, outcome) = store(replica).await;
+            let refused = matches!(outcome, ReplicaOutcome::Refused(_));
+            outcomes.push((replica, outcome));
+            if refused {
+                break;
             }
+        }
+        outcomes
+    } else {
+        // A random id cannot collide: every replica at the same time.
+        join_all(replicas.iter().cloned().map(store)).await
+    };
+    let mut stored = Vec::new();
+    let mut missed = Vec::new();
+    let mut refusal = None;
+    for (replica, outcome) in outcomes {
+        match outcome {
+            ReplicaOutcome::Stored => stored.push(replica),
+            ReplicaOutcome::Missed => missed.push(replica),
+            ReplicaOutcome::Refused(error) => refusal = Some(error),
         }
     }
     // A replica refused it (the same id POSTed at the same time through
     // another node got there first): take back the copies that were
     // stored, so the refused POST leaves nothing behind.
     if let Some(refusal) = refusal {
-        withdraw_post(node, collection, &id, stored_locally, stored_remotely).await;
+        withdraw_post(node, collection, &id, stored).await;
         return Err(refusal);
     }
-    let stored_somewhere = stored_locally || !stored_remotely.is_empty();
-    if !stored_somewhere {
+    if stored.is_empty() {
         return Err(CoordinatorError::Unavailable(format!(
             "none of the replicas {replicas:?} could store the document"
         )));
@@ -454,10 +456,55 @@ fn new_repair(target: String, collection: &str, document_id: &str, deleted: bool
     }
 }
 
+/// What became of one replica of a POST.
+enum ReplicaOutcome {
+    Stored,
+    /// Unreachable or failed: it gets a repair record.
+    Missed,
+    /// The replica (or this node's storage) refused the document.
+    Refused(CoordinatorError),
+}
+
+async fn store_replica(
+    node: &Arc<Node>,
+    replica: &str,
+    collection: &str,
+    document: &Value,
+    replicas: &[String],
+    request: &InternalRequest,
+) -> ReplicaOutcome {
+    if replica == node.cluster.name() {
+        return match node
+            .store
+            .insert(collection, document.clone(), replicas.to_vec())
+            .await
+        {
+            Ok(()) => ReplicaOutcome::Stored,
+            Err(error) => ReplicaOutcome::Refused(error.into()),
+        };
+    }
+    let Some(peer) = node.cluster.peer(replica).filter(|peer| peer.is_reachable()) else {
+        return ReplicaOutcome::Missed;
+    };
+    match peer.call(request).await {
+        Ok(_) => ReplicaOutcome::Stored,
+        Err(PeerError::Failed {
+            code: 121, message, ..
+        }) => ReplicaOutcome::Refused(CoordinatorError::BadRequest(message)),
+        Err(error) => {
+            tracing::warn!(%error, replica, "replica missed a POST; recording a repair");
+            ReplicaOutcome::Missed
+        }
+    }
+}
+
 /// Deletes the copies of a refused POST from the replicas that stored them;
 /// a replica that cannot be reached gets a repair record that deletes it.
-async fn withdraw_post(node: &Arc<Node>, collection: &str, id: &str, local: bool, remote: Vec<String>) {
+async fn withdraw_post(node: &Arc<Node>, collection: &str, id: &str, mut stored: Vec<String>) {
     let query = json!({ "id": id });
+    let local = stored.iter().any(|replica| replica == node.cluster.name());
+    stored.retain(|replica| replica != node.cluster.name());
+    let remote = stored;
     if local {
         let deleted = match ReadOptions::with_query(Some(query.clone())).parse_query() {
             Ok(query) => node.store.delete(collection, query).await.map(drop),

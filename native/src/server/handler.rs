@@ -102,8 +102,12 @@ async fn answer(node: &Arc<Node>, session: &SessionContext, frame: &Frame) -> Ou
             document,
             lock,
         } => {
-            let _lease = wait_for_lock(node, &collection, &lock).await?;
-            let document = coordinator::post(node, collection.as_str(), document).await?;
+            let lease = wait_for_lock(node, &collection, &lock).await?;
+            let posted = coordinator::post(node, collection.as_str(), document).await;
+            if let Some(lease) = lease {
+                lease.finish().await;
+            }
+            let document = posted?;
             let id = document.get("id").and_then(Value::as_str).unwrap_or_default();
             coordinator::publish(node, vec![notify_path(Method::Post, collection.as_str(), id)]);
             Ok(Reply::with_data(Status::Created, document))
@@ -243,7 +247,7 @@ async fn update(
     // Validate before waiting for a lock.
     ReadOptions::with_query(query.clone()).parse_query()?;
     let key = collection.as_str();
-    let _lease = if node.locks.is_held_by(key, lock.lock_id.as_deref()) {
+    let lease = if node.locks.is_held_by(key, lock.lock_id.as_deref()) {
         None
     } else {
         let one_at_a_time = !node.cluster.is_alone();
@@ -259,7 +263,11 @@ async fn update(
         Change::Merge(_) => Method::Patch,
         Change::Delete => Method::Delete,
     };
-    let ids = coordinator::update(node, key, query, change).await?;
+    let updated = coordinator::update(node, key, query, change).await;
+    if let Some(lease) = lease {
+        lease.finish().await;
+    }
+    let ids = updated?;
     coordinator::publish(node, ids.iter().map(|id| notify_path(method, key, id)).collect());
     Ok(Reply::with_data(
         Status::Ok,

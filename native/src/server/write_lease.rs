@@ -224,32 +224,49 @@ impl WriteLeases {
 
     fn release(&self, lock_id: String) {
         let locks = self.locks.clone();
-        tokio::spawn(async move {
-            if let Err(error) = locks.release(&lock_id).await {
-                tracing::warn!(%error, lock_id, "could not release a write lease");
-            }
-        });
+        tokio::spawn(async move { release(&locks, &lock_id).await });
+    }
+}
+
+async fn release(locks: &LockManager, lock_id: &str) {
+    if let Err(error) = locks.release(lock_id).await {
+        tracing::warn!(%error, lock_id, "could not release a write lease");
+    }
+}
+
+impl WriteGuard {
+    /// Leaves the lease; the last write out releases the lock before this
+    /// returns, so its client never sees the lock after the reply.
+    pub async fn finish(mut self) {
+        if let Some(lock_id) = self.leave() {
+            release(&self.leases.locks, &lock_id).await;
+        }
+    }
+
+    /// Leaves the lease (once); the lock id to release if this was the last
+    /// write of a granted lease.
+    fn leave(&mut self) -> Option<String> {
+        if self.lock_id.is_empty() {
+            return None;
+        }
+        let lock_id = std::mem::take(&mut self.lock_id);
+        let mut leases = self.slot.leases();
+        let position = leases.iter().position(|lease| lease.entry.id == lock_id)?;
+        let lease = &mut leases[position];
+        lease.users -= 1;
+        if lease.users > 0 {
+            return None;
+        }
+        // A lease nobody uses any more: release it if it was granted; if
+        // not, its acquiring task releases it once granted.
+        leases.remove(position).granted.then_some(lock_id)
     }
 }
 
 impl Drop for WriteGuard {
     fn drop(&mut self) {
-        let release = {
-            let mut leases = self.slot.leases();
-            let Some(position) = leases.iter().position(|lease| lease.entry.id == self.lock_id) else {
-                return;
-            };
-            let lease = &mut leases[position];
-            lease.users -= 1;
-            if lease.users > 0 {
-                return;
-            }
-            // A lease nobody uses any more: release it if it was granted;
-            // if not, its acquiring task releases it once granted.
-            leases.remove(position).granted
-        };
-        if release {
-            self.leases.release(std::mem::take(&mut self.lock_id));
+        if let Some(lock_id) = self.leave() {
+            self.leases.release(lock_id);
         }
     }
 }
