@@ -69,18 +69,35 @@ impl From<LockFailure> for Failure {
 
 type Outcome = Result<Reply, Failure>;
 
+/// A request's reply frame, and the collection lock its write held.
+pub struct Handled {
+    pub reply: Bytes,
+    /// To be finished once the reply is queued, so the client hears back
+    /// before anyone waiting is granted the lock.
+    pub lease: Option<WriteGuard>,
+}
+
 /// The reply frame for `frame`.
-pub async fn handle(node: &Arc<Node>, session: &SessionContext, frame: Frame) -> Bytes {
-    let reply = match answer(node, session, &frame).await {
+pub async fn handle(node: &Arc<Node>, session: &SessionContext, frame: Frame) -> Handled {
+    let mut lease = None;
+    let reply = match answer(node, session, &frame, &mut lease).await {
         Ok(reply) => reply,
         Err(Failure(status, Some(message))) => Reply::error(status, message),
         Err(Failure(status, None)) => Reply::new(status),
     };
     let status = reply.status.unwrap_or(Status::ServerError);
-    Frame::new(frame.id, status.as_u8(), reply.encode_payload()).to_bytes()
+    Handled {
+        reply: Frame::new(frame.id, status.as_u8(), reply.encode_payload()).to_bytes(),
+        lease,
+    }
 }
 
-async fn answer(node: &Arc<Node>, session: &SessionContext, frame: &Frame) -> Outcome {
+async fn answer(
+    node: &Arc<Node>,
+    session: &SessionContext,
+    frame: &Frame,
+    lease: &mut Option<WriteGuard>,
+) -> Outcome {
     if frame.command == INTERNAL_COMMAND {
         return answer_internal(node, &frame.payload).await;
     }
@@ -102,12 +119,8 @@ async fn answer(node: &Arc<Node>, session: &SessionContext, frame: &Frame) -> Ou
             document,
             lock,
         } => {
-            let lease = wait_for_lock(node, &collection, &lock).await?;
-            let posted = coordinator::post(node, collection.as_str(), document).await;
-            if let Some(lease) = lease {
-                lease.finish().await;
-            }
-            let document = posted?;
+            *lease = wait_for_lock(node, &collection, &lock).await?;
+            let document = coordinator::post(node, collection.as_str(), document).await?;
             let id = document.get("id").and_then(Value::as_str).unwrap_or_default();
             coordinator::publish(node, vec![notify_path(Method::Post, collection.as_str(), id)]);
             Ok(Reply::with_data(Status::Created, document))
@@ -117,18 +130,18 @@ async fn answer(node: &Arc<Node>, session: &SessionContext, frame: &Frame) -> Ou
             document,
             query,
             lock,
-        } => update(node, &collection, query, &lock, Change::Replace(document)).await,
+        } => update(node, &collection, query, &lock, Change::Replace(document), lease).await,
         Request::Patch {
             collection,
             patch,
             query,
             lock,
-        } => update(node, &collection, query, &lock, Change::Merge(patch)).await,
+        } => update(node, &collection, query, &lock, Change::Merge(patch), lease).await,
         Request::Delete {
             collection,
             query,
             lock,
-        } => update(node, &collection, query, &lock, Change::Delete).await,
+        } => update(node, &collection, query, &lock, Change::Delete, lease).await,
         Request::Lock { key } => lock(node, session, &key).await,
         Request::Unlock { lock_id } => match node.locks.unlock(&lock_id, &session.owner).await {
             Ok(()) => Ok(Reply::with_lock_id(lock_id)),
@@ -236,18 +249,20 @@ fn locked(collection: &CollectionId) -> Failure {
 }
 
 /// PUT, PATCH and DELETE: each takes the collection's lock for its own
-/// duration unless it carries the holder's id.
+/// duration unless it carries the holder's id (left in `lease`, released
+/// once the reply is on its way).
 async fn update(
     node: &Arc<Node>,
     collection: &CollectionId,
     query: Option<Value>,
     lock: &LockOptions,
     change: Change,
+    lease: &mut Option<WriteGuard>,
 ) -> Outcome {
     // Validate before waiting for a lock.
     ReadOptions::with_query(query.clone()).parse_query()?;
     let key = collection.as_str();
-    let lease = if node.locks.is_held_by(key, lock.lock_id.as_deref()) {
+    *lease = if node.locks.is_held_by(key, lock.lock_id.as_deref()) {
         None
     } else {
         let one_at_a_time = !node.cluster.is_alone();
@@ -263,11 +278,7 @@ async fn update(
         Change::Merge(_) => Method::Patch,
         Change::Delete => Method::Delete,
     };
-    let updated = coordinator::update(node, key, query, change).await;
-    if let Some(lease) = lease {
-        lease.finish().await;
-    }
-    let ids = updated?;
+    let ids = coordinator::update(node, key, query, change).await?;
     coordinator::publish(node, ids.iter().map(|id| notify_path(method, key, id)).collect());
     Ok(Reply::with_data(
         Status::Ok,

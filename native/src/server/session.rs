@@ -8,6 +8,7 @@ use bytes::Bytes;
 use canhazdb_core::frame::{Frame, FrameError};
 use canhazdb_core::message::Reply;
 use canhazdb_core::protocol::{Command, Status, PUSH_ID};
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -103,8 +104,17 @@ impl Session {
         let node = self.node.clone();
         let context = self.context.clone();
         self.node.tasks.spawn(async move {
-            let reply = handler::handle(&node, &context, frame).await;
-            let _ = context.outlet.frames.send(reply).await;
+            let handled = handler::handle(&node, &context, frame).await;
+            // Queue the reply, then release the write's lock with no await
+            // point in between (when the queue has room): the client hears
+            // back before anyone else is granted the lock, and system.locks
+            // stops showing the lock before the client can ask again.
+            if let Err(TrySendError::Full(reply)) = context.outlet.frames.try_send(handled.reply) {
+                let _ = context.outlet.frames.send(reply).await;
+            }
+            if let Some(lease) = handled.lease {
+                lease.finish().await;
+            }
             drop(permit);
         });
     }

@@ -41,6 +41,7 @@ pub async fn documents(node: &Arc<Node>, collection: &str) -> Result<Option<Vec<
             .locks
             .entries()
             .into_iter()
+            .filter(|lock| !node.write_leases.is_releasing(&lock.id))
             .map(|lock| json!({"id": lock.id, "path": lock.key, "origin": lock.origin}))
             .collect(),
         "system.notifys" => node

@@ -18,7 +18,7 @@
 //! concurrently. In a cluster, writes run one at a time under the lease, so
 //! every replica applies them in the same order.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use canhazdb_core::lock::LockEntry;
@@ -86,6 +86,9 @@ pub struct WriteLeases {
     locks: Arc<LockManager>,
     owner: LockOwner,
     slots: Mutex<HashMap<String, Arc<Slot>>>,
+    /// Leases whose writes are all answered and whose release is on its way
+    /// through the lock log: released as far as clients are concerned.
+    releasing: Mutex<HashSet<String>>,
 }
 
 /// Held for the duration of one write.
@@ -106,7 +109,20 @@ impl WriteLeases {
                 connection: 0,
             },
             slots: Mutex::new(HashMap::new()),
+            releasing: Mutex::new(HashSet::new()),
         })
+    }
+
+    /// Whether `lock_id` is a lease of this node whose writes are all done
+    /// and whose release is under way (system.locks no longer shows it).
+    pub fn is_releasing(&self, lock_id: &str) -> bool {
+        self.releasing().contains(lock_id)
+    }
+
+    fn releasing(&self) -> MutexGuard<'_, HashSet<String>> {
+        self.releasing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn slot(&self, key: &str) -> Arc<Slot> {
@@ -216,30 +232,31 @@ impl WriteLeases {
                 Err(error) => Grant::Failed(error.to_string()),
             });
             if abandoned {
-                leases.release(lock_id);
+                leases.release(lock_id).await;
             }
         });
         joined
     }
 
-    fn release(&self, lock_id: String) {
-        let locks = self.locks.clone();
-        tokio::spawn(async move { release(&locks, &lock_id).await });
+    fn spawn_release(self: &Arc<Self>, lock_id: String) {
+        let leases = self.clone();
+        tokio::spawn(async move { leases.release(lock_id).await });
     }
-}
 
-async fn release(locks: &LockManager, lock_id: &str) {
-    if let Err(error) = locks.release(lock_id).await {
-        tracing::warn!(%error, lock_id, "could not release a write lease");
+    async fn release(&self, lock_id: String) {
+        if let Err(error) = self.locks.release(&lock_id).await {
+            tracing::warn!(%error, lock_id, "could not release a write lease");
+        }
+        self.releasing().remove(&lock_id);
     }
 }
 
 impl WriteGuard {
-    /// Leaves the lease; the last write out releases the lock before this
-    /// returns, so its client never sees the lock after the reply.
+    /// Leaves the lease; the last write out releases the lock (from the
+    /// moment this is called, system.locks no longer shows it).
     pub async fn finish(mut self) {
         if let Some(lock_id) = self.leave() {
-            release(&self.leases.locks, &lock_id).await;
+            self.leases.release(lock_id).await;
         }
     }
 
@@ -259,14 +276,18 @@ impl WriteGuard {
         }
         // A lease nobody uses any more: release it if it was granted; if
         // not, its acquiring task releases it once granted.
-        leases.remove(position).granted.then_some(lock_id)
+        if !leases.remove(position).granted {
+            return None;
+        }
+        self.leases.releasing().insert(lock_id.clone());
+        Some(lock_id)
     }
 }
 
 impl Drop for WriteGuard {
     fn drop(&mut self) {
         if let Some(lock_id) = self.leave() {
-            self.leases.release(lock_id);
+            self.leases.spawn_release(lock_id);
         }
     }
 }
