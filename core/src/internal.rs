@@ -109,6 +109,8 @@ pub enum InternalRequest {
     /// This node's share of system.collections under `online`: each of its
     /// collections with the number of documents it reports.
     Collections { online: Vec<String> },
+    /// This node's notify registrations, as system.notifys documents.
+    Notifys,
     /// Apply a PUT/PATCH/DELETE to this node's replicas.
     Update {
         collection: String,

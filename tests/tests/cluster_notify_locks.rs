@@ -101,6 +101,22 @@ async fn notifications_arrive_once_per_document_from_any_coordinator() {
     let mut through_b = cluster.conn(1).await;
     let mut through_c = cluster.conn(2).await;
 
+    // system.notifys lists every node's registrations, through any node.
+    for index in 0..3 {
+        let mut conn = cluster.conn(index).await;
+        let registered = conn.get("system.notifys", json!({})).await;
+        let mut ids: Vec<&str> = registered.iter().map(|d| d["id"].as_str().unwrap()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(
+            (registered.len(), ids.len()),
+            (3, 3),
+            "system.notifys through {}: {registered:?}",
+            cluster.name(index)
+        );
+        assert!(registered.iter().all(|d| d["notifyPath"] == json!(pattern)));
+    }
+
     let mut expected = Vec::new();
     let mut by_b = Vec::new();
     let mut by_c = Vec::new();

@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 use super::local::{self, LocalError};
 use super::peer::{Peer, PeerError};
 use crate::server::node::Node;
+use crate::server::system;
 use crate::storage::StorageError;
 
 /// Why a coordinated command failed.
@@ -276,6 +277,20 @@ async fn collections_once(node: &Arc<Node>) -> Outcome<Vec<(String, u64)>> {
         }
     }
     Ok(totals.into_iter().filter(|(_, count)| *count > 0).collect())
+}
+
+/// system.notifys across the cluster: the registrations of every node that
+/// answers (a node that does not is not delivering notifications either).
+pub async fn notifys(node: &Arc<Node>) -> Outcome<Vec<Value>> {
+    let mut documents = system::local_notifys(node);
+    for (name, reply) in call_all(node.cluster.reachable_peers(), InternalRequest::Notifys).await {
+        match reply {
+            Ok(InternalReply::Documents(theirs)) => documents.extend(theirs),
+            Ok(other) => return Err(unexpected(name, other)),
+            Err(error) => tracing::debug!(%error, peer = %name, "no notify registrations from a peer"),
+        }
+    }
+    Ok(documents)
 }
 
 /// POST: stores the document on min(R, n) randomly chosen nodes; replicas

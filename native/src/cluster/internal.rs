@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::local::{self, LocalError};
 use crate::server::node::Node;
+use crate::server::system;
 
 /// What an internal request failed with: BAD_REQUEST (121) or SERVER_ERROR (124).
 pub struct InternalFailure {
@@ -111,6 +112,7 @@ pub async fn handle(node: &Arc<Node>, request: InternalRequest) -> Result<Intern
                     .map_err(server_error)??;
             InternalReply::Count(count)
         }
+        InternalRequest::Notifys => InternalReply::Documents(system::local_notifys(node)),
         InternalRequest::Collections { online } => {
             let node = node.clone();
             let collections = tokio::task::spawn_blocking(move || local::collections(&node, &online))

@@ -44,17 +44,22 @@ pub async fn documents(node: &Arc<Node>, collection: &str) -> Result<Option<Vec<
             .filter(|lock| !node.write_leases.is_releasing(&lock.id))
             .map(|lock| json!({"id": lock.id, "path": lock.key, "origin": lock.origin}))
             .collect(),
-        "system.notifys" => node
-            .notify
-            .registrations()
-            .into_iter()
-            .map(|(connection, pattern)| {
-                json!({"id": format!("{}:{connection}:{pattern}", node.name), "notifyPath": pattern})
-            })
-            .collect(),
+        // Every registration in the cluster, like system.locks.
+        "system.notifys" => coordinator::notifys(node).await?,
         _ => return Ok(None),
     };
     Ok(Some(documents))
+}
+
+/// This node's notify registrations as system.notifys documents.
+pub fn local_notifys(node: &Node) -> Vec<Value> {
+    node.notify
+        .registrations()
+        .into_iter()
+        .map(|(connection, pattern)| {
+            json!({"id": format!("{}:{connection}:{pattern}", node.name), "notifyPath": pattern})
+        })
+        .collect()
 }
 
 /// QUERY, ORDER, LIMIT and FIELDS over documents held in memory.
