@@ -1090,3 +1090,453 @@ async fn acknowledged_writes_survive_kill_9() {
         "index matches the documents"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Crash consistency: kill -9 at random moments during mixed
+// insert/PATCH/PUT/DELETE load, over several crash/reopen cycles, and compare
+// every document, every count, the replica-set counts and index-backed
+// queries with a model of what was acknowledged.
+
+const CRASH_TASKS: usize = 8;
+const CRASH_CYCLES: usize = 5;
+
+fn crash_collections(cycle: usize) -> Vec<String> {
+    // A brand-new collection every cycle: recovery must create it.
+    vec!["c0".to_owned(), "c1".to_owned(), format!("new{cycle}")]
+}
+
+fn crash_replica_lists(cycle: usize) -> Vec<Vec<String>> {
+    // A brand-new replica list every cycle: recovery must intern it.
+    vec![
+        replicas(&["a", "b"]),
+        replicas(&["b", "a"]),
+        replicas(&["c"]),
+        replicas(&["a"]),
+        vec![format!("n{cycle}"), "a".to_owned()],
+    ]
+}
+
+/// Collection -> id -> (document, replicas).
+type CrashModel = BTreeMap<String, Model>;
+
+/// Apply one logged op (as the child printed it) to a model.
+fn crash_apply(model: &mut CrashModel, op: &Value) {
+    let collection = op["coll"].as_str().unwrap().to_owned();
+    let docs = model.entry(collection).or_default();
+    match op["kind"].as_str().unwrap() {
+        "insert" => {
+            let id = op["doc"]["id"].as_str().unwrap().to_owned();
+            let replicas: Vec<String> = serde_json::from_value(op["replicas"].clone()).unwrap();
+            docs.entry(id).or_insert_with(|| (op["doc"].clone(), replicas));
+        }
+        kind => {
+            let q = query(op["query"].clone());
+            let matched: Vec<String> = docs
+                .iter()
+                .filter(|(_, (document, _))| q.matches(document))
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in matched {
+                match kind {
+                    "delete" => {
+                        docs.remove(&id);
+                    }
+                    "merge" => {
+                        let document = docs.get_mut(&id).unwrap().0.as_object_mut().unwrap();
+                        for (key, value) in op["patch"].as_object().unwrap() {
+                            if key != "id" {
+                                document.insert(key.clone(), value.clone());
+                            }
+                        }
+                    }
+                    "replace" => {
+                        let mut document = op["doc"].clone();
+                        document["id"] = json!(id);
+                        docs.get_mut(&id).unwrap().0 = document;
+                    }
+                    other => panic!("unknown op {other}"),
+                }
+            }
+        }
+    }
+}
+
+/// The part of a model owned by one task.
+fn crash_task_part(model: &CrashModel, task: usize) -> CrashModel {
+    model
+        .iter()
+        .map(|(collection, docs)| {
+            let docs: Model = docs
+                .iter()
+                .filter(|(_, (document, _))| document["task"] == json!(task))
+                .map(|(id, entry)| (id.clone(), entry.clone()))
+                .collect();
+            (collection.clone(), docs)
+        })
+        .filter(|(_, docs)| !docs.is_empty())
+        .collect()
+}
+
+/// Everything the store holds in `collections`.
+fn crash_read_all(store: &Store, collections: &[String]) -> CrashModel {
+    let mut all = CrashModel::new();
+    for collection in collections {
+        let docs: Model = find(store, collection, json!({}))
+            .into_iter()
+            .map(|stored| {
+                let id = stored.document["id"].as_str().unwrap().to_owned();
+                (id, (stored.document, stored.replicas))
+            })
+            .collect();
+        if !docs.is_empty() {
+            all.insert(collection.clone(), docs);
+        }
+    }
+    all
+}
+
+fn crash_random_op(rng: &mut Rng, task: usize, cycle: usize, serial: usize, own: &CrashModel) -> Value {
+    let collections = crash_collections(cycle);
+    let own_ids: Vec<(String, String)> = own
+        .iter()
+        .flat_map(|(c, docs)| docs.keys().map(move |id| (c.clone(), id.clone())))
+        .collect();
+    let roll = rng.below(100);
+    if own_ids.is_empty() || roll < 40 || (own_ids.len() < 20 && roll < 60) {
+        let collection = rng.pick(&collections).clone();
+        let id = format!("y{cycle}-t{task}-{serial}");
+        let mut document = random_document(rng, &id);
+        document["task"] = json!(task);
+        let replicas = rng.pick(&crash_replica_lists(cycle)).clone();
+        return json!({"kind": "insert", "coll": collection, "doc": document, "replicas": replicas});
+    }
+    let (collection, id) = rng.pick(&own_ids).clone();
+    if roll < 45 {
+        // A duplicate: rejected, changes nothing.
+        let mut document = random_document(rng, &id);
+        document["task"] = json!(task);
+        return json!({"kind": "insert", "coll": collection, "doc": document, "replicas": ["dup"]});
+    }
+    let q = match rng.below(4) {
+        0 => json!({"task": task, "b": true}),
+        1 => json!({"task": task, "n": {"$gte": rng.below(12) as i64 - 2}}),
+        _ => json!({"task": task, "id": id}),
+    };
+    match roll {
+        45..=64 => {
+            let mut patch = Map::new();
+            if rng.chance(70) {
+                patch.insert("n".into(), json!(rng.below(12) as i64 - 2));
+            }
+            if rng.chance(50) {
+                patch.insert("s".into(), random_scalar(rng));
+            }
+            if rng.chance(30) {
+                patch.insert("o".into(), json!({"x": rng.below(5), "z": random_scalar(rng)}));
+            }
+            if rng.chance(10) {
+                patch.insert("id".into(), json!("ignored"));
+            }
+            json!({"kind": "merge", "coll": collection, "query": q, "patch": patch})
+        }
+        65..=79 => {
+            let mut document = random_document(rng, "ignored");
+            document.as_object_mut().unwrap().remove("id");
+            document["task"] = json!(task);
+            json!({"kind": "replace", "coll": collection, "query": q, "doc": document})
+        }
+        _ => json!({"kind": "delete", "coll": collection, "query": q}),
+    }
+}
+
+/// Child process: load until killed. Prints `S task op` before submitting an
+/// op and `A task` once it resolved, each line flushed at once.
+async fn crash_child(dir: &str, cycle: usize, seed: u64) {
+    use std::io::Write;
+    let store = Store::open(std::path::Path::new(dir), StoreOptions::default()).unwrap();
+    let mut every = vec![];
+    for c in 0..=cycle {
+        every.extend(crash_collections(c));
+    }
+    every.sort();
+    every.dedup();
+    let existing = crash_read_all(&store, &every);
+    // libtest has printed "test ... " without a newline.
+    println!();
+    let out = Arc::new(std::sync::Mutex::new(()));
+    let mut tasks = vec![];
+    for task in 0..CRASH_TASKS {
+        let store = store.clone();
+        let out = Arc::clone(&out);
+        let mut own = crash_task_part(&existing, task);
+        tasks.push(tokio::spawn(async move {
+            let mut rng =
+                Rng((seed ^ (task as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ cycle as u64) | 1);
+            for serial in 0.. {
+                let op = crash_random_op(&mut rng, task, cycle, serial, &own);
+                {
+                    let _guard = out.lock().unwrap();
+                    let mut stdout = std::io::stdout().lock();
+                    writeln!(stdout, "S {task} {op}").unwrap();
+                    stdout.flush().unwrap();
+                }
+                let collection = op["coll"].as_str().unwrap();
+                let result = match op["kind"].as_str().unwrap() {
+                    "insert" => store
+                        .insert(
+                            collection,
+                            op["doc"].clone(),
+                            serde_json::from_value(op["replicas"].clone()).unwrap(),
+                        )
+                        .await
+                        .map(|()| vec![]),
+                    "merge" => {
+                        store
+                            .update(
+                                collection,
+                                query(op["query"].clone()),
+                                Mutation::Merge(op["patch"].as_object().unwrap().clone()),
+                            )
+                            .await
+                    }
+                    "replace" => {
+                        store
+                            .update(
+                                collection,
+                                query(op["query"].clone()),
+                                Mutation::Replace(op["doc"].clone()),
+                            )
+                            .await
+                    }
+                    _ => store.delete(collection, query(op["query"].clone())).await,
+                };
+                let ok = match result {
+                    Ok(_) => true,
+                    Err(StorageError::DuplicateId { .. }) => true,
+                    Err(error) => {
+                        let _guard = out.lock().unwrap();
+                        let mut stdout = std::io::stdout().lock();
+                        writeln!(stdout, "E {task} {error}").unwrap();
+                        stdout.flush().unwrap();
+                        return;
+                    }
+                };
+                if ok {
+                    crash_apply(&mut own, &op);
+                    own.retain(|_, docs| !docs.is_empty());
+                }
+                let _guard = out.lock().unwrap();
+                let mut stdout = std::io::stdout().lock();
+                writeln!(stdout, "A {task}").unwrap();
+                stdout.flush().unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    // Every task stopped on an error: stay alive until killed.
+    std::future::pending::<()>().await;
+}
+
+fn check_reads_in(store: &Store, collection: &str, model: &Model, rng: &mut Rng, rounds: usize) {
+    let first_is_a = |replicas: &[String]| replicas.first().map(String::as_str) == Some("a");
+    let filters: [Option<ReportedFilter>; 2] = [None, Some(&first_is_a)];
+    for reported in filters {
+        assert_eq!(
+            store.count(collection, &Query::match_all(), reported).unwrap() as usize,
+            model
+                .values()
+                .filter(|(_, r)| reported.is_none_or(|f| f(r)))
+                .count(),
+            "{collection}: match-all count, filtered {}",
+            reported.is_some()
+        );
+    }
+    if model.is_empty() {
+        return;
+    }
+    let ids: Vec<String> = model.keys().cloned().collect();
+    for _ in 0..rounds {
+        let (raw, order) = if rng.chance(40) {
+            streamable_read(rng, &ids)
+        } else {
+            (random_query(rng, &ids), random_order(rng))
+        };
+        let q = query(raw.clone());
+        let reported: Option<ReportedFilter> = if rng.chance(30) { Some(&first_is_a) } else { None };
+        let request = ReadRequest {
+            query: &q,
+            order: order.as_ref(),
+            limit: None,
+            reported,
+        };
+        let mut got = ids_of(store.find(collection, &request).unwrap());
+        got.sort();
+        let all = reference(model, &q, None, None, reported);
+        let context = format!("{collection}: query {raw} filtered {}", reported.is_some());
+        assert_eq!(got, all, "{context}");
+        assert_eq!(
+            store.count(collection, &q, reported).unwrap() as usize,
+            all.len(),
+            "count {context}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_writes_survive_repeated_kill_9() {
+    use std::io::BufRead;
+    if let Ok(dir) = std::env::var("CANHAZDB_CRASH_CHILD_DIR") {
+        let cycle: usize = std::env::var("CANHAZDB_CRASH_CYCLE").unwrap().parse().unwrap();
+        let seed: u64 = std::env::var("CANHAZDB_CRASH_SEED").unwrap().parse().unwrap();
+        crash_child(&dir, cycle, seed).await;
+        return;
+    }
+    let seed: u64 = std::env::var("CANHAZDB_CRASH_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    eprintln!("seed {seed} (set CANHAZDB_CRASH_TEST_SEED to repeat the child's ops)");
+    let mut rng = Rng(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = CrashModel::new();
+    let mut every: Vec<String> = vec![];
+    for cycle in 0..CRASH_CYCLES {
+        every.extend(crash_collections(cycle));
+        every.sort();
+        every.dedup();
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "mixed_writes_survive_repeated_kill_9",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("CANHAZDB_CRASH_CHILD_DIR", dir.path())
+            .env("CANHAZDB_CRASH_CYCLE", cycle.to_string())
+            .env("CANHAZDB_CRASH_SEED", rng.next().to_string())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .collect::<Vec<String>>()
+        });
+        // Random moments, often around the 2 s checkpoints.
+        let delay = std::time::Duration::from_millis(300 + rng.below(3000) as u64);
+        std::thread::sleep(delay);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let lines = reader.join().unwrap();
+
+        // Acknowledged ops go into the model; each task's last op may be in flight.
+        let mut pending: Vec<Option<Value>> = vec![None; CRASH_TASKS];
+        let mut acks = 0;
+        for line in &lines {
+            let mut parts = line.splitn(3, ' ');
+            let (Some(kind), Some(task)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            let Ok(task) = task.parse::<usize>() else { continue };
+            match kind {
+                "S" => {
+                    assert!(pending[task].is_none(), "task {task}: two ops in flight");
+                    let op: Value = serde_json::from_str(parts.next().unwrap()).unwrap();
+                    pending[task] = Some(op);
+                }
+                "A" => {
+                    let op = pending[task]
+                        .take()
+                        .unwrap_or_else(|| panic!("ack without op: {line}"));
+                    crash_apply(&mut model, &op);
+                    acks += 1;
+                }
+                "E" => panic!("cycle {cycle}: child write failed: {line}"),
+                _ => {}
+            }
+        }
+        model.retain(|_, docs| !docs.is_empty());
+
+        let log = std::fs::metadata(dir.path().join("canhazdb.wal")).map_or(0, |m| m.len());
+        let store = open(&dir);
+        let stored = crash_read_all(&store, &every);
+        // Each task's documents are as after its acknowledged ops, or also
+        // after its one op in flight (all of that op or none of it).
+        let mut resolved = CrashModel::new();
+        for (task, in_flight) in pending.iter().enumerate() {
+            let before = crash_task_part(&model, task);
+            let after = in_flight.as_ref().map(|op| {
+                let mut after = model.clone();
+                crash_apply(&mut after, op);
+                crash_task_part(&after, task)
+            });
+            let actual = crash_task_part(&stored, task);
+            let chosen = if actual == before {
+                before
+            } else if after.as_ref() == Some(&actual) {
+                after.unwrap()
+            } else {
+                let describe = |m: &CrashModel| -> Vec<(String, String, Value)> {
+                    m.iter()
+                        .flat_map(|(c, docs)| {
+                            docs.iter()
+                                .map(move |(id, (d, _))| (c.clone(), id.clone(), d.clone()))
+                        })
+                        .collect()
+                };
+                let b = describe(&before);
+                let a = describe(&actual);
+                let missing: Vec<_> = b.iter().filter(|x| !a.contains(x)).take(3).collect();
+                let extra: Vec<_> = a.iter().filter(|x| !b.contains(x)).take(3).collect();
+                panic!(
+                    "cycle {cycle} (killed after {delay:?}, {acks} acks, {log} log bytes): task {task} \
+                     matches neither the acknowledged state nor that plus its op in flight {:?}\n\
+                     missing vs acknowledged: {missing:?}\nextra vs acknowledged: {extra:?}",
+                    in_flight
+                );
+            };
+            for (collection, docs) in chosen {
+                resolved.entry(collection).or_default().extend(docs);
+            }
+        }
+        model = resolved;
+        assert_eq!(stored, model, "cycle {cycle}: the store holds exactly the model");
+        let listed: Vec<(String, u64)> = model
+            .iter()
+            .map(|(collection, docs)| (collection.clone(), docs.len() as u64))
+            .collect();
+        assert_eq!(
+            store.collections().unwrap(),
+            listed,
+            "cycle {cycle}: collection counts"
+        );
+        for collection in &every {
+            let empty = Model::new();
+            let docs = model.get(collection).unwrap_or(&empty);
+            check_reads_in(&store, collection, docs, &mut rng, 40);
+            for task in 0..CRASH_TASKS {
+                let expected = docs.values().filter(|(d, _)| d["task"] == json!(task)).count();
+                assert_eq!(
+                    count(&store, collection, json!({"task": task})) as usize,
+                    expected
+                );
+            }
+        }
+        eprintln!(
+            "cycle {cycle}: killed after {delay:?}, {acks} acks, {log} bytes of log replayed, {} documents",
+            model.values().map(|docs| docs.len()).sum::<usize>()
+        );
+        drop(store);
+    }
+}

@@ -62,6 +62,11 @@ impl RedoLog {
         self.bytes.is_empty()
     }
 
+    /// Encoded bytes.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
     pub fn into_bytes(self) -> Vec<u8> {
         self.bytes
     }

@@ -27,9 +27,10 @@ pub const WAL_FILE: &str = "canhazdb.wal";
 
 const HEADER_BYTES: usize = 16;
 
-/// Larger records are treated as damage when reading: a group is at most
-/// [`super::writer::MAX_BATCH`] operations, far below this.
-const MAX_RECORD_BYTES: usize = 1 << 30;
+/// The largest record: a group whose effects are larger fails (without
+/// harm) before anything is written, and a larger length read back is
+/// damage.
+pub const MAX_RECORD_BYTES: usize = 1 << 30;
 
 /// One record read back from the log.
 #[derive(Debug, PartialEq, Eq)]
@@ -50,15 +51,28 @@ impl Wal {
     /// record. A damaged tail is cut off, so appends continue after the
     /// last intact record.
     pub fn open(path: &Path) -> Result<(Wal, Vec<Record>), StorageError> {
+        let created = !path.exists();
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(path)?;
+        if created {
+            // Make the new file's name durable too.
+            if let Some(dir) = path.parent() {
+                File::open(dir)?.sync_all()?;
+            }
+        }
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
         let (records, intact) = parse(&bytes);
+        if damaged_in_the_middle(&bytes, intact, records.last().map(|record| record.sequence)) {
+            return Err(StorageError::Corrupt(format!(
+                "the write-ahead log {} is damaged at byte {intact}, before records that follow it",
+                path.display()
+            )));
+        }
         if intact < bytes.len() {
             tracing::warn!(
                 path = %path.display(),
@@ -95,6 +109,16 @@ impl Wal {
         Ok(())
     }
 
+    /// Cut the log back to `len` bytes: undoes appends of a group that
+    /// failed after its record was written.
+    pub fn truncate(&mut self, len: u64) -> Result<(), StorageError> {
+        self.file.set_len(len)?;
+        self.file.seek(SeekFrom::Start(len))?;
+        self.file.sync_data()?;
+        self.len = len;
+        Ok(())
+    }
+
     /// Empty the log (everything in it is in a durable checkpoint).
     pub fn clear(&mut self) -> Result<(), StorageError> {
         self.file.set_len(0)?;
@@ -115,6 +139,31 @@ fn checksum(sequence: u64, payload: &[u8]) -> u32 {
     hasher.update(&sequence.to_le_bytes());
     hasher.update(payload);
     hasher.finalize()
+}
+
+/// Whether the record at `intact` is damaged although an intact record
+/// follows it. Appends are synced one at a time, so a crash can only tear
+/// the last record; damage before a later record is the disk's doing, and
+/// cutting the log there would silently drop acknowledged writes.
+fn damaged_in_the_middle(bytes: &[u8], intact: usize, last_sequence: Option<u64>) -> bool {
+    let Some(header) = bytes.get(intact..intact + HEADER_BYTES) else {
+        return false;
+    };
+    let length = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as usize;
+    let next = intact + HEADER_BYTES + length;
+    if length > MAX_RECORD_BYTES || next > bytes.len() {
+        return false;
+    }
+    // Only a record continuing the sequence counts: stale records left by a
+    // truncation that never reached the disk carry older sequences. (If the
+    // first record is the damaged one, nothing tells the two apart.)
+    let Some(expected) = last_sequence.and_then(|last| last.checked_add(2)) else {
+        return false;
+    };
+    parse(&bytes[next..])
+        .0
+        .first()
+        .is_some_and(|record| record.sequence == expected)
 }
 
 /// The intact records at the start of `bytes`, and how many bytes they span.
@@ -210,10 +259,19 @@ mod tests {
         drop(wal);
         let full = std::fs::read(&path).unwrap();
 
-        // A flipped payload bit in the second record: only the first counts.
+        // A flipped payload bit in the second record: only the first counts,
+        // and since an intact record follows, opening refuses the log.
         let mut damaged = full.clone();
         damaged[2 * HEADER_BYTES + 3 + 1] ^= 0x10;
         assert_eq!(parse(&damaged).0.len(), 1);
+        std::fs::write(&path, &damaged).unwrap();
+        assert!(matches!(Wal::open(&path), Err(StorageError::Corrupt(_))));
+        // Damage in the last record is a torn append: dropped.
+        let mut torn = full.clone();
+        let last = torn.len() - 1;
+        torn[last] ^= 0x10;
+        std::fs::write(&path, &torn).unwrap();
+        assert_eq!(reopen(&path).1.len(), 2);
 
         // A record whose sequence does not follow is stale data.
         let mut stale = full[..HEADER_BYTES + 3].to_vec();

@@ -41,7 +41,7 @@ use super::apply::{OpError, PreparedDocument, PreparedMutation, WriteTables};
 use super::error::StorageError;
 use super::redo;
 use super::schema;
-use super::wal::{Record, Wal};
+use super::wal::{Record, Wal, MAX_RECORD_BYTES};
 use super::ChangedDocument;
 
 /// How many operations may wait for the writer. Beyond this, callers wait.
@@ -347,6 +347,7 @@ impl Committer {
             return;
         }
         let mut outcomes = Vec::with_capacity(batch.len());
+        let before = (self.log.len(), self.last_sequence);
         // A panic here would be a bug; contain it to this batch (its callers
         // see their replies dropped) rather than killing the writer for good.
         let committed = catch_unwind(AssertUnwindSafe(|| self.apply_and_commit(batch, &mut outcomes)));
@@ -354,10 +355,11 @@ impl Committer {
             Ok(Ok(())) => outcomes.into_iter().for_each(Outcome::send),
             Ok(Err(error)) => outcomes.into_iter().for_each(|outcome| outcome.fail(&error)),
             Err(_) => {
-                // The log may hold what the database does not.
-                let error = self.break_with(StorageError::Io(
-                    "internal error in the storage writer".to_owned(),
-                ));
+                // The log may hold the group although it failed.
+                let error = self.undo_append(
+                    before,
+                    StorageError::Io("internal error in the storage writer".to_owned()),
+                );
                 outcomes.into_iter().for_each(|outcome| outcome.fail(&error));
             }
         }
@@ -437,17 +439,25 @@ impl Committer {
             return Err(error);
         }
         counts.apply(&transaction)?;
+        if redo.len() > MAX_RECORD_BYTES {
+            // Nothing written yet: this group fails, the writer goes on.
+            return Err(StorageError::InvalidDocument(format!(
+                "the writes change more than {} MiB of documents at once; split them",
+                MAX_RECORD_BYTES >> 20
+            )));
+        }
         let applied = Instant::now();
+        let before = (self.log.len(), self.last_sequence);
         if !redo.is_empty() {
             let sequence = self.last_sequence + 1;
             if let Err(error) = self.log.append(sequence, &redo.into_bytes()) {
-                return Err(self.break_with(error));
+                return Err(self.undo_append(before, error));
             }
             self.last_sequence = sequence;
         }
         let logged = Instant::now();
         if let Err(error) = transaction.commit() {
-            return Err(self.break_with(error.into()));
+            return Err(self.undo_append(before, error.into()));
         }
         tracing::debug!(
             operations = outcomes.len(),
@@ -502,6 +512,23 @@ impl Committer {
             }
         }
         self.last_checkpoint = Instant::now();
+    }
+
+    /// The group failed after its record may have reached the log: cut the
+    /// log back, so a restart does not replay writes their callers were told
+    /// failed (if even that fails, the error says the outcome is unknown),
+    /// and refuse later writes.
+    fn undo_append(&mut self, (len, sequence): (u64, u64), error: StorageError) -> StorageError {
+        let error = match self.log.truncate(len) {
+            Ok(()) => {
+                self.last_sequence = sequence;
+                error
+            }
+            Err(undo) => StorageError::Io(format!(
+                "{error}; the write may still be applied after a restart (undoing it failed: {undo})"
+            )),
+        };
+        self.break_with(error)
     }
 
     /// Refuse every later write because of `error` (returned as is).
