@@ -186,7 +186,19 @@ impl LockTable {
     /// Whether a write on `key` carrying `lock_id` (if any) may proceed now:
     /// the key is not locked, or it is locked by that very id.
     pub fn permits_write(&self, key: &str, lock_id: Option<&str>) -> bool {
-        match self.holder(key) {
+        self.permits_write_ignoring(key, lock_id, |_| false)
+    }
+
+    /// [`Self::permits_write`], treating the entries `released` names as
+    /// already gone (a release that is on its way through the log): the
+    /// first other entry is then the holder.
+    pub fn permits_write_ignoring(
+        &self,
+        key: &str,
+        lock_id: Option<&str>,
+        released: impl Fn(&str) -> bool,
+    ) -> bool {
+        match self.queue(key).find(|entry| !released(&entry.id)) {
             None => true,
             Some(holder) => lock_id == Some(holder.id.as_str()),
         }
@@ -538,6 +550,11 @@ mod tests {
         );
         assert!(table.permits_write("tests", Some("l1")));
         assert!(table.permits_write("other", None));
+        // With l1's release under way, l2 (next in line) counts as holder.
+        let l1_leaving = |id: &str| id == "l1";
+        assert!(!table.permits_write_ignoring("tests", None, l1_leaving));
+        assert!(table.permits_write_ignoring("tests", Some("l2"), l1_leaving));
+        assert!(table.permits_write_ignoring("tests", None, |id| id == "l1" || id == "l2"));
     }
 
     #[test]

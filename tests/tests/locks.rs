@@ -272,6 +272,9 @@ async fn a_write_leaves_no_lock_behind_once_answered() {
             Vec::<Value>::new(),
             "round {round}"
         );
+        // Nor does a write that may not wait find the collection locked.
+        let fail_at_once = json!({"10": "ll", "20": {"round": round}, "63": 64});
+        conn.call(cmd::POST, fail_at_once).await.expect(status::CREATED);
     }
     // A POST that waited in line for the lock, too.
     let held = holder.lock("ll").await;
@@ -282,6 +285,10 @@ async fn a_write_leaves_no_lock_behind_once_answered() {
     holder.unlock(&held).await;
     conn.reply_to(id).await.expect(status::CREATED);
     assert_eq!(conn.get("system.locks", json!({})).await, Vec::<Value>::new());
+    let fail_at_once = json!({"10": "ll", "20": {"after": "waited"}, "63": 64});
+    conn.call(cmd::POST, fail_at_once).await.expect(status::CREATED);
+    let fail_at_once = json!({"10": "ll", "20": {"after": "waited"}, "40": {"id": "a"}, "63": 64});
+    conn.call(cmd::PATCH, fail_at_once).await.expect(status::OK);
 }
 
 #[tokio::test]

@@ -231,7 +231,12 @@ async fn wait_for_lock(
     lock: &LockOptions,
 ) -> Result<Option<WriteGuard>, Failure> {
     let key = collection.as_str();
-    if node.locks.permits_write(key, lock.lock_id.as_deref()) {
+    // A lease of this node's own whose writes are answered counts as gone.
+    let releasing = |lock_id: &str| node.write_leases.is_releasing(lock_id);
+    if node
+        .locks
+        .permits_write_ignoring(key, lock.lock_id.as_deref(), releasing)
+    {
         return Ok(None);
     }
     if lock.strategy == LockStrategy::Fail {

@@ -14,7 +14,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
 
 use canhazdb_core::lock::{LockEntry, LockError, LockTable};
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::oneshot;
 
 /// A change to the lock table.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -114,11 +114,9 @@ impl State {
     }
 }
 
-/// The lock table plus the machinery to wait for grants and releases.
+/// The lock table plus the machinery to wait for grants.
 pub struct LockManager {
     state: Mutex<State>,
-    /// Woken whenever any lock is released, for writes waiting for a key to be free.
-    released: Notify,
     log: std::sync::OnceLock<Box<dyn LockLog>>,
 }
 
@@ -142,7 +140,6 @@ impl LockManager {
                 table: LockTable::default(),
                 grant_waiters: HashMap::new(),
             }),
-            released: Notify::new(),
             log: std::sync::OnceLock::new(),
         });
         let log = make_log(Arc::downgrade(&manager));
@@ -176,28 +173,25 @@ impl LockManager {
         // here: with a replicated log, other commands may apply first.)
         let watched = state.watched();
         let result = match command {
-            LockCommand::Acquire(entry) => state.table.acquire(entry).map(|granted| (granted, false)),
+            LockCommand::Acquire(entry) => state.table.acquire(entry),
             LockCommand::AcquireIfFree(entry) => {
                 if state.table.queue(&entry.key).next().is_some() {
                     return LockResponse::Busy;
                 }
-                state.table.acquire(entry).map(|granted| (granted, false))
+                state.table.acquire(entry)
             }
-            LockCommand::Release { lock_id } => state.table.release(&lock_id).map(|granted| (granted, true)),
+            LockCommand::Release { lock_id } => state.table.release(&lock_id),
             LockCommand::ReleaseIfHeldBy {
                 lock_id,
                 origin,
                 connection,
-            } => state
-                .table
-                .release_if_held_by(&lock_id, &origin, connection)
-                .map(|granted| (granted, true)),
+            } => state.table.release_if_held_by(&lock_id, &origin, connection),
             LockCommand::ReleaseConnection { origin, connection } => {
-                Ok((state.table.release_connection(&origin, connection), true))
+                Ok(state.table.release_connection(&origin, connection))
             }
-            LockCommand::ReleaseOrigin { origin } => Ok((state.table.release_origin(&origin), true)),
+            LockCommand::ReleaseOrigin { origin } => Ok(state.table.release_origin(&origin)),
         };
-        let (granted, released) = match result {
+        let granted = match result {
             Ok(outcome) => outcome,
             Err(error) => return LockResponse::Failed(error),
         };
@@ -209,9 +203,6 @@ impl LockManager {
             }
         }
         drop(state);
-        if released {
-            self.released.notify_waiters();
-        }
         LockResponse::Done
     }
 
@@ -232,8 +223,6 @@ impl LockManager {
                 let _ = waiter.send(());
             }
         }
-        drop(state);
-        self.released.notify_waiters();
     }
 
     /// A copy of the table (for Raft snapshots).
@@ -325,6 +314,17 @@ impl LockManager {
         self.state().table.permits_write(key, lock_id)
     }
 
+    /// [`Self::permits_write`], counting the locks `released` says are
+    /// on their way out as gone already.
+    pub fn permits_write_ignoring(
+        &self,
+        key: &str,
+        lock_id: Option<&str>,
+        released: impl Fn(&str) -> bool,
+    ) -> bool {
+        self.state().table.permits_write_ignoring(key, lock_id, released)
+    }
+
     /// Whether `lock_id` is the id of the lock currently held on `key`.
     pub fn is_held_by(&self, key: &str, lock_id: Option<&str>) -> bool {
         let state = self.state();
@@ -348,17 +348,6 @@ impl LockManager {
         let mut queue = state.table.queue(key).skip_while(|entry| entry.id != lock_id);
         queue.next()?;
         Some(queue.next().is_none())
-    }
-
-    /// Waits until a write carrying `lock_id` may touch `key`.
-    pub async fn wait_until_writable(&self, key: &str, lock_id: Option<&str>) {
-        loop {
-            let released = self.released.notified();
-            if self.permits_write(key, lock_id) {
-                return;
-            }
-            released.await;
-        }
     }
 
     /// Every held or queued lock, for system.locks.
