@@ -64,7 +64,7 @@ const LINGER_QUIET: Duration = Duration::from_micros(300);
 /// longer means fewer pages written twice.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(2);
 /// ...and the most log bytes between checkpoints.
-const CHECKPOINT_LOG_BYTES: u64 = 32 * 1024 * 1024;
+const CHECKPOINT_LOG_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Checkpoints also save redb's allocator state ("quick repair"), so that
 /// opening after a crash (kill -9) does not have to walk the whole file to
