@@ -447,3 +447,34 @@ async fn system_locks_is_the_same_on_every_node() {
     on_n3.unlock(&third).await;
     agreed_locks(&cluster, &[0, 1, 2], "no locks", <[Value]>::is_empty).await;
 }
+
+/// A write with LOCK_STRATEGY_FAIL right after another write was answered,
+/// through any node, does not find the collection locked by that write
+/// (whose lease is still being released through Raft).
+#[tokio::test]
+async fn a_fail_write_right_after_an_answered_write_is_not_locked() {
+    let cluster = TestCluster::start(3).await;
+    for node in 0..3 {
+        let mut conn = cluster.conn(node).await;
+        let collection = format!("rc{node}");
+        conn.post(&collection, json!({"id": "a"})).await;
+        for round in 0..30 {
+            conn.call(cmd::PATCH, json!({"10": collection, "20": {"w": round}}))
+                .await
+                .expect(status::OK);
+            let reply = conn
+                .call(
+                    cmd::PATCH,
+                    json!({"10": collection, "20": {"f": round}, "63": 64}),
+                )
+                .await;
+            assert_eq!(
+                reply.status,
+                status::OK,
+                "through {} round {round}: {}",
+                cluster.name(node),
+                reply.describe()
+            );
+        }
+    }
+}

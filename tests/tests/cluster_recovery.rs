@@ -395,3 +395,59 @@ async fn a_node_restarted_without_join_flags_rejoins_its_cluster() {
         assert!(difference.is_empty(), "GET through {name}: {difference}");
     }
 }
+
+/// A node that must repair a collection whose lock a client of its own
+/// holds does not wait for that lock (it repairs later), and the holder can
+/// still UNLOCK although the node is unhealthy meanwhile.
+#[tokio::test]
+async fn a_lock_holder_can_unlock_while_its_node_waits_to_repair() {
+    let cluster = TestCluster::start(3).await;
+    let mut writer = cluster.conn(0).await;
+    writer.post("rp", json!({"id": "a", "v": 0})).await;
+    let mut holder = cluster.conn(2).await;
+    let reply = holder
+        .call(cmd::LOCK, json!({"66": "rp"}))
+        .await
+        .expect(status::OK);
+    let lock_id = canhazdb_tests::raw::lock_id_of(&reply);
+    let pid = cluster.node(2).pid().expect("n3 runs");
+    let signal = |sig: &str| {
+        let sent = std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .is_ok_and(|status| status.success());
+        assert!(sent, "kill {sig} {pid}");
+    };
+    // A write with the holder's id while n3 is frozen: n3 misses it and
+    // must repair "rp" once it is back.
+    signal("-STOP");
+    let patched = writer
+        .call(cmd::PATCH, json!({"10": "rp", "20": {"v": 1}, "62": lock_id}))
+        .await;
+    signal("-CONT");
+    assert_eq!(patched.status, status::OK, "{}", patched.describe());
+    sleep(Duration::from_millis(2500)).await;
+    let unlocked = holder.call(cmd::UNLOCK, json!({"62": lock_id})).await;
+    assert_eq!(
+        unlocked.status,
+        status::OK,
+        "UNLOCK by the holder: {}",
+        unlocked.describe()
+    );
+    // n3 then repairs and serves the patched document.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut reader = cluster.conn(2).await;
+        let reply = reader.call(cmd::GET, json!({"10": "rp"})).await;
+        if reply.status == status::OK && reply.data() == &json!([{"id": "a", "v": 1}]) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "n3 did not repair: {}\n{}",
+            reply.describe(),
+            cluster.log_excerpts(3000)
+        );
+        sleep(Duration::from_millis(200)).await;
+    }
+}

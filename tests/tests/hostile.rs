@@ -433,3 +433,43 @@ async fn closing_with_requests_in_flight() {
         Err(error) => panic!("{error}"),
     }
 }
+
+/// A client that sends writes and never reads the replies does not keep the
+/// collection's lock: once its outgoing queue is full, each write's lock is
+/// released before its reply waits for room.
+#[tokio::test]
+async fn a_client_that_does_not_read_its_replies_does_not_keep_the_lock() {
+    let server = TestServer::start().await;
+    let mut setup = RawConn::connect(server.addr()).await;
+    setup
+        .post("big", json!({"id": "a", "pad": "x".repeat(8000)}))
+        .await;
+    setup.post("bp", json!({"id": "a"})).await;
+
+    let mut silent = RawConn::connect(server.addr()).await;
+    let mut bytes = Vec::new();
+    for n in 0..6000u32 {
+        let id = (10 + n % 60000) as u16;
+        let (command, payload) = if n % 8 == 7 {
+            (cmd::PATCH, json!({"10": "bp", "20": {"n": n}}))
+        } else {
+            // Large replies fill the connection's queue quickly.
+            (cmd::GET, json!({"10": "big"}))
+        };
+        let frame = canhazdb_core::frame::Frame::new(id, command, serde_json::to_vec(&payload).unwrap());
+        bytes.extend(frame.to_bytes());
+    }
+    // The server stops reading from this connection at some point.
+    let _ = timeout(Duration::from_secs(10), silent.stream_mut().write_all(&bytes)).await;
+    sleep(Duration::from_secs(1)).await;
+
+    let mut other = RawConn::connect(server.addr()).await;
+    let lock = other
+        .try_call(cmd::LOCK, json!({"66": "bp"}), Duration::from_secs(3))
+        .await;
+    assert!(
+        matches!(lock, Ok(ref reply) if reply.status == status::OK),
+        "LOCK on a collection written by a client that does not read: {:?}",
+        lock.map(|reply| reply.describe())
+    );
+}

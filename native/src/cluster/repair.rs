@@ -62,7 +62,9 @@ pub async fn run_round(node: &Arc<Node>) {
     }
     let mut repaired_documents: BTreeSet<(String, String)> = BTreeSet::new();
     for (collection, documents) in by_collection {
-        let Ok(Some(_lease)) = node.write_leases.enter(&collection, true, false).await else {
+        // Never wait here (this runs in the node's background loop): a
+        // collection someone else has locked is repaired in a later round.
+        let Ok(Some(_lease)) = node.write_leases.enter(&collection, true, true).await else {
             continue;
         };
         for (document_id, deleted) in documents {

@@ -266,7 +266,11 @@ impl LockManager {
 
     /// Takes the lock on `key` only if nobody holds or waits for it.
     pub async fn try_lock(&self, key: &str, owner: &LockOwner) -> Result<Option<LockEntry>, LockFailure> {
-        let entry = new_entry(key, owner);
+        self.try_acquire(new_entry(key, owner)).await
+    }
+
+    /// [`Self::try_lock`] with an entry made by [`new_entry`].
+    pub async fn try_acquire(&self, entry: LockEntry) -> Result<Option<LockEntry>, LockFailure> {
         match self.submit(LockCommand::AcquireIfFree(entry.clone())).await? {
             LockResponse::Done => Ok(Some(entry)),
             LockResponse::Busy => Ok(None),
@@ -330,6 +334,14 @@ impl LockManager {
         let state = self.state();
         let holder = state.table.holder(key).map(|entry| entry.id.as_str());
         holder.is_some() && holder == lock_id
+    }
+
+    /// Whether the lock `lock_id` (held or queued) belongs to `owner`.
+    pub fn is_owned_by(&self, lock_id: &str, owner: &LockOwner) -> bool {
+        self.state()
+            .table
+            .get(lock_id)
+            .is_some_and(|entry| entry.origin == owner.origin && entry.connection == owner.connection)
     }
 
     /// Whether `owner` holds or waits for any lock.

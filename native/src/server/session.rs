@@ -109,11 +109,17 @@ impl Session {
             // point in between (when the queue has room): the client hears
             // back before anyone else is granted the lock, and system.locks
             // stops showing the lock before the client can ask again.
-            if let Err(TrySendError::Full(reply)) = context.outlet.frames.try_send(handled.reply) {
-                let _ = context.outlet.frames.send(reply).await;
-            }
+            // (A client that does not read its replies must not keep the
+            // lock meanwhile: when its queue is full, the lock goes first.)
+            let unsent = match context.outlet.frames.try_send(handled.reply) {
+                Err(TrySendError::Full(reply)) => Some(reply),
+                _ => None,
+            };
             if let Some(lease) = handled.lease {
                 lease.finish().await;
+            }
+            if let Some(reply) = unsent {
+                let _ = context.outlet.frames.send(reply).await;
             }
             drop(permit);
         });

@@ -77,6 +77,11 @@ impl Slot {
     }
 }
 
+/// How often a failed release of a lease is tried, and how long apart
+/// (a lock log without a majority answers within seconds).
+const RELEASE_ATTEMPTS: u32 = 30;
+const RELEASE_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// What a write needs of the lease it joined: the lock id, the grant to
 /// wait for, and the lease's one-at-a-time lock.
 type Joined = (String, watch::Receiver<Grant>, Arc<tokio::sync::Mutex<()>>);
@@ -153,16 +158,28 @@ impl WriteLeases {
         };
         let (lock_id, mut grant, serial) = match joined {
             Some(joined) => joined,
-            None if fail_if_locked => match self.locks.try_lock(key, &self.owner).await? {
-                Some(entry) => {
-                    let (_, granted) = watch::channel(Grant::Granted);
-                    let lease = Lease::new(entry, true, granted);
-                    let joined = (lease.entry.id.clone(), lease.grant.clone(), lease.serial.clone());
-                    slot.leases().push(lease);
-                    joined
+            None if fail_if_locked => {
+                let releasing = |lock_id: &str| self.is_releasing(lock_id);
+                if !self.locks.permits_write_ignoring(key, None, releasing) {
+                    return Ok(None);
                 }
-                None => return Ok(None),
-            },
+                if self.locks.permits_write(key, None) {
+                    match self.try_lock(key).await? {
+                        Some(entry) => {
+                            let (_, granted) = watch::channel(Grant::Granted);
+                            let lease = Lease::new(entry, true, granted);
+                            let joined = (lease.entry.id.clone(), lease.grant.clone(), lease.serial.clone());
+                            slot.leases().push(lease);
+                            joined
+                        }
+                        None => return Ok(None),
+                    }
+                } else {
+                    // Only our own answered writes' lease is left, on its way
+                    // out: line up right behind it.
+                    self.queue_lease(key, &slot)
+                }
+            }
             None => self.queue_lease(key, &slot),
         };
         // From here on, dropping the guard (also when this future is
@@ -201,6 +218,20 @@ impl WriteLeases {
         }
     }
 
+    /// [`LockManager::try_lock`]; if the log fails, the entry may still have
+    /// been applied, so it is released (in the background) to be sure.
+    async fn try_lock(self: &Arc<Self>, key: &str) -> Result<Option<LockEntry>, LockFailure> {
+        let entry = new_entry(key, &self.owner);
+        let lock_id = entry.id.clone();
+        match self.locks.try_acquire(entry).await {
+            Err(error @ LockFailure::Log(_)) => {
+                self.spawn_release(lock_id);
+                Err(error)
+            }
+            other => other,
+        }
+    }
+
     /// Queues a new lease with one user, taking the lock in a task of its
     /// own so the entry is released even if every write waiting for it
     /// gives up first.
@@ -224,6 +255,8 @@ impl WriteLeases {
                         false
                     }
                     (Ok(_), None) => true,
+                    // The log failed: the entry may have been applied anyway.
+                    (Err(LockFailure::Log(_)), _) => true,
                     (Err(_), _) => false,
                 }
             };
@@ -243,9 +276,21 @@ impl WriteLeases {
         tokio::spawn(async move { leases.release(lock_id).await });
     }
 
+    /// Releases a lease's entry, retrying while the lock log fails (a lease
+    /// left behind would lock the collection for every node).
     async fn release(&self, lock_id: String) {
-        if let Err(error) = self.locks.release(&lock_id).await {
-            tracing::warn!(%error, lock_id, "could not release a write lease");
+        for attempt in 1..=RELEASE_ATTEMPTS {
+            match self.locks.release(&lock_id).await {
+                Err(LockFailure::Log(error)) if attempt < RELEASE_ATTEMPTS => {
+                    tracing::warn!(%error, lock_id, attempt, "could not release a write lease; retrying");
+                    tokio::time::sleep(RELEASE_RETRY_AFTER).await;
+                }
+                Err(LockFailure::Log(error)) => {
+                    tracing::error!(%error, lock_id, "gave up releasing a write lease");
+                }
+                // Done, or the entry is gone already.
+                _ => break,
+            }
         }
         self.releasing().remove(&lock_id);
     }
