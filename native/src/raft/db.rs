@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openraft::{AnyError, ErrorSubject, ErrorVerb, StorageError, StorageIOError};
-use redb::{Database, DatabaseError, TableDefinition};
+use redb::{Database, DatabaseError, Durability, TableDefinition, WriteTransaction};
 
 use super::error::RaftError;
 use super::types::NodeId;
@@ -89,6 +89,32 @@ where
         Ok(result) => result,
         Err(join) => Err(storage_error(ErrorSubject::Store, ErrorVerb::Write, join)),
     }
+}
+
+/// What a write is about, for its errors.
+pub(crate) type Subject = (ErrorSubject<NodeId>, ErrorVerb);
+
+/// Runs `work` in one write transaction of `db` with `durability`, on the
+/// blocking pool, and commits it; every error is reported as about `what`.
+pub(crate) async fn write<F>(
+    db: &Arc<Database>,
+    durability: Durability,
+    what: Subject,
+    work: F,
+) -> Result<(), StorageError<NodeId>>
+where
+    F: FnOnce(&WriteTransaction, &Subject) -> Result<(), StorageError<NodeId>> + Send + 'static,
+{
+    let db = db.clone();
+    blocking(move || {
+        let mut txn = db.begin_write().or_storage(&what)?;
+        txn.set_durability(durability)
+            .map_err(|e| storage_error(what.0.clone(), what.1, e))?;
+        work(&txn, &what)?;
+        txn.commit().or_storage(&what)?;
+        Ok(())
+    })
+    .await
 }
 
 /// An openraft storage error for `error` while doing `verb` on `subject`.

@@ -13,7 +13,7 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::db::{self, blocking, json_error, OrStorage, KEY_COMMITTED, KEY_PURGED, KEY_VOTE, LOG, META};
+use super::db::{self, json_error, OrStorage, KEY_COMMITTED, KEY_PURGED, KEY_VOTE, LOG, META};
 use super::types::{NodeId, TypeConfig};
 
 type Entry = openraft::Entry<TypeConfig>;
@@ -52,19 +52,18 @@ impl LogStore {
         subject: ErrorSubject<NodeId>,
     ) -> Result<()> {
         let bytes = serde_json::to_vec(value).map_err(json_error(subject.clone(), ErrorVerb::Write))?;
-        let db = self.db.clone();
-        blocking(move || {
-            let write = (subject.clone(), ErrorVerb::Write);
-            let mut txn = db.begin_write().or_storage(&write)?;
-            txn.set_durability(durability)
-                .map_err(|e| db::storage_error(subject.clone(), ErrorVerb::Write, e))?;
-            txn.open_table(META)
-                .or_storage(&write)?
-                .insert(key, bytes.as_slice())
-                .or_storage(&write)?;
-            txn.commit().or_storage(&write)?;
-            Ok(())
-        })
+        db::write(
+            &self.db,
+            durability,
+            (subject, ErrorVerb::Write),
+            move |txn, write| {
+                txn.open_table(META)
+                    .or_storage(write)?
+                    .insert(key, bytes.as_slice())
+                    .or_storage(write)?;
+                Ok(())
+            },
+        )
         .await
     }
 }
@@ -153,19 +152,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             callback.log_io_completed(Ok(()));
             return Ok(());
         }
-        let db = self.db.clone();
-        let result = blocking(move || {
-            let write = (ErrorSubject::Logs, ErrorVerb::Write);
-            let mut txn = db.begin_write().or_storage(&write)?;
-            txn.set_durability(Durability::Immediate)
-                .map_err(|e| db::storage_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
-            {
-                let mut table = txn.open_table(LOG).or_storage(&write)?;
-                for (index, bytes) in &rows {
-                    table.insert(*index, bytes.as_slice()).or_storage(&write)?;
-                }
+        let what = (ErrorSubject::Logs, ErrorVerb::Write);
+        let result = db::write(&self.db, Durability::Immediate, what, move |txn, write| {
+            let mut table = txn.open_table(LOG).or_storage(write)?;
+            for (index, bytes) in &rows {
+                table.insert(*index, bytes.as_slice()).or_storage(write)?;
             }
-            txn.commit().or_storage(&write)?;
             Ok(())
         })
         .await;
@@ -177,17 +169,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<()> {
-        let db = self.db.clone();
-        blocking(move || {
-            let write = (ErrorSubject::Logs, ErrorVerb::Delete);
-            let mut txn = db.begin_write().or_storage(&write)?;
-            txn.set_durability(Durability::Immediate)
-                .map_err(|e| db::storage_error(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
+        let what = (ErrorSubject::Logs, ErrorVerb::Delete);
+        db::write(&self.db, Durability::Immediate, what, move |txn, write| {
             txn.open_table(LOG)
-                .or_storage(&write)?
+                .or_storage(write)?
                 .retain_in(log_id.index.., |_, _| false)
-                .or_storage(&write)?;
-            txn.commit().or_storage(&write)?;
+                .or_storage(write)?;
             Ok(())
         })
         .await
@@ -195,22 +182,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<()> {
         let purged = serde_json::to_vec(&log_id).map_err(json_error(ErrorSubject::Logs, ErrorVerb::Write))?;
-        let db = self.db.clone();
-        blocking(move || {
-            let write = (ErrorSubject::Logs, ErrorVerb::Delete);
-            let mut txn = db.begin_write().or_storage(&write)?;
-            txn.set_durability(Durability::Immediate)
-                .map_err(|e| db::storage_error(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
+        let what = (ErrorSubject::Logs, ErrorVerb::Delete);
+        db::write(&self.db, Durability::Immediate, what, move |txn, write| {
             // The purged id first: entries at or below it are never read again.
             txn.open_table(META)
-                .or_storage(&write)?
+                .or_storage(write)?
                 .insert(KEY_PURGED, purged.as_slice())
-                .or_storage(&write)?;
+                .or_storage(write)?;
             txn.open_table(LOG)
-                .or_storage(&write)?
+                .or_storage(write)?
                 .retain_in(..=log_id.index, |_, _| false)
-                .or_storage(&write)?;
-            txn.commit().or_storage(&write)?;
+                .or_storage(write)?;
             Ok(())
         })
         .await

@@ -112,17 +112,12 @@ impl Formation {
             until_unix_ms: unix_ms(SystemTime::now() + PLEDGE_LEASE),
         };
         let bytes = serde_json::to_vec(&stored).map_err(json_error(ErrorSubject::Store, ErrorVerb::Write))?;
-        let db = self.db.clone();
-        blocking(move || {
-            let write = (ErrorSubject::Store, ErrorVerb::Write);
-            let mut txn = db.begin_write().or_storage(&write)?;
-            txn.set_durability(Durability::Immediate)
-                .map_err(|e| db::storage_error(ErrorSubject::Store, ErrorVerb::Write, e))?;
+        let what = (ErrorSubject::Store, ErrorVerb::Write);
+        db::write(&self.db, Durability::Immediate, what, move |txn, write| {
             txn.open_table(META)
-                .or_storage(&write)?
+                .or_storage(write)?
                 .insert(KEY_PLEDGE, bytes.as_slice())
-                .or_storage(&write)?;
-            txn.commit().or_storage(&write)?;
+                .or_storage(write)?;
             Ok(())
         })
         .await?;
