@@ -58,6 +58,11 @@ impl Lease {
         }
     }
 
+    /// What a write that joins this lease keeps of it.
+    fn joined(&self) -> Joined {
+        (self.entry.id.clone(), self.grant.clone(), self.serial.clone())
+    }
+
     fn failed(&self) -> bool {
         matches!(*self.grant.borrow(), Grant::Failed(_))
     }
@@ -151,7 +156,7 @@ impl WriteLeases {
             match leases.last_mut() {
                 Some(lease) if self.joinable(key, lease, fail_if_locked) => {
                     lease.users += 1;
-                    Some((lease.entry.id.clone(), lease.grant.clone(), lease.serial.clone()))
+                    Some(lease.joined())
                 }
                 _ => None,
             }
@@ -168,7 +173,7 @@ impl WriteLeases {
                         Some(entry) => {
                             let (_, granted) = watch::channel(Grant::Granted);
                             let lease = Lease::new(entry, true, granted);
-                            let joined = (lease.entry.id.clone(), lease.grant.clone(), lease.serial.clone());
+                            let joined = lease.joined();
                             slot.leases().push(lease);
                             joined
                         }
@@ -240,7 +245,7 @@ impl WriteLeases {
         let lock_id = entry.id.clone();
         let (sender, grant) = watch::channel(Grant::Queued);
         let lease = Lease::new(entry.clone(), false, grant);
-        let joined = (lock_id.clone(), lease.grant.clone(), lease.serial.clone());
+        let joined = lease.joined();
         slot.leases().push(lease);
         let leases = self.clone();
         let slot = slot.clone();
