@@ -68,6 +68,39 @@ async fn run_blocking<T: Send + 'static>(
         .map_err(|error| CoordinatorError::Unavailable(format!("read task failed: {error}")))
 }
 
+/// The shares of one read: this node's (computed by `local`, inline when
+/// `cheap`) first, then the answer of every other online node to `request`,
+/// picked out by `share`. All nodes get the same online view; a node that
+/// fails or answers something else fails the read.
+async fn read_shares<T, E>(
+    node: &Arc<Node>,
+    cheap: bool,
+    local: impl FnOnce(&Node, &[String]) -> Result<T, E> + Send + 'static,
+    request: impl FnOnce(Vec<String>) -> InternalRequest,
+    share: impl Fn(InternalReply) -> Result<T, InternalReply>,
+) -> Outcome<Vec<T>>
+where
+    T: Send + 'static,
+    E: Send + 'static,
+    CoordinatorError: From<E>,
+{
+    let online = read_view(node)?;
+    let remote = peers_named(node, &online);
+    let local_share = {
+        let online = online.clone();
+        run_blocking(node, cheap, move |node| local(node, &online))
+    };
+    if remote.is_empty() {
+        return Ok(vec![local_share.await??]);
+    }
+    let (local, remote) = tokio::join!(local_share, call_all(remote, request(online)));
+    let mut shares = vec![local??];
+    for (name, reply) in remote {
+        shares.push(share(reply.map_err(peer_failure)?).map_err(|other| unexpected(name, other))?);
+    }
+    Ok(shares)
+}
+
 /// The online view for a read: empty when the node is alone (no filter applies).
 fn read_view(node: &Node) -> Outcome<Vec<String>> {
     if node.cluster.is_alone() {
@@ -165,41 +198,36 @@ async fn get_once(node: &Arc<Node>, collection: &str, read: &ReadOptions) -> Out
     } = read
         .parse()
         .map_err(|error| CoordinatorError::BadRequest(error.to_string()))?;
-    let online = read_view(node)?;
-    let remote = peers_named(node, &online);
     let cheap = is_cheap(&query) && order.is_none();
-    let local_share = {
-        let (collection, online, order) = (collection.to_owned(), online.clone(), order.clone());
-        run_blocking(node, cheap, move |node| {
-            local::find(node, &collection, &query, order.as_ref(), limit, &online)
-        })
+    let request = |online| InternalRequest::Find {
+        collection: collection.to_owned(),
+        query: read.query.clone(),
+        order: read.order.clone(),
+        limit,
+        online,
     };
-    let mut documents = if remote.is_empty() {
-        local_share.await??
-    } else {
-        let request = InternalRequest::Find {
-            collection: collection.to_owned(),
-            query: read.query.clone(),
-            order: read.order.clone(),
-            limit,
-            online,
+    let shares = {
+        let (collection, order) = (collection.to_owned(), order.clone());
+        let local = move |node: &Node, online: &[String]| {
+            local::find(node, &collection, &query, order.as_ref(), limit, online)
         };
-        let (local, remote) = tokio::join!(local_share, call_all(remote, request));
-        let mut documents = local??;
-        for (name, reply) in remote {
-            match reply.map_err(peer_failure)? {
-                InternalReply::Documents(found) => documents.extend(found),
-                other => return Err(unexpected(name, other)),
-            }
-        }
+        read_shares(node, cheap, local, request, |reply| match reply {
+            InternalReply::Documents(found) => Ok(found),
+            other => Err(other),
+        })
+        .await?
+    };
+    let merged = shares.len() > 1;
+    let mut documents = shares.concat();
+    // Each share is ordered and limited already; several need merging.
+    if merged {
         if let Some(order) = &order {
             order.sort(&mut documents);
         }
         if let Some(limit) = limit {
             documents.truncate(limit);
         }
-        documents
-    };
+    }
     if let Some(fields) = &fields {
         documents = documents
             .iter()
@@ -218,31 +246,20 @@ async fn count_once(node: &Arc<Node>, collection: &str, query_json: Option<Value
     let query = ReadOptions::with_query(query_json.clone())
         .parse_query()
         .map_err(|error| CoordinatorError::BadRequest(error.to_string()))?;
-    let online = read_view(node)?;
-    let remote = peers_named(node, &online);
-    let local_share = {
-        let (collection, online) = (collection.to_owned(), online.clone());
-        run_blocking(node, is_cheap(&query), move |node| {
-            local::count(node, &collection, &query, &online)
-        })
-    };
-    if remote.is_empty() {
-        return Ok(local_share.await??);
-    }
-    let request = InternalRequest::Count {
+    let cheap = is_cheap(&query);
+    let request = |online| InternalRequest::Count {
         collection: collection.to_owned(),
         query: query_json,
         online,
     };
-    let (local, remote) = tokio::join!(local_share, call_all(remote, request));
-    let mut total = local??;
-    for (name, reply) in remote {
-        match reply.map_err(peer_failure)? {
-            InternalReply::Count(count) => total += count,
-            other => return Err(unexpected(name, other)),
-        }
-    }
-    Ok(total)
+    let collection = collection.to_owned();
+    let local = move |node: &Node, online: &[String]| local::count(node, &collection, &query, online);
+    let shares = read_shares(node, cheap, local, request, |reply| match reply {
+        InternalReply::Count(count) => Ok(count),
+        other => Err(other),
+    })
+    .await?;
+    Ok(shares.into_iter().sum())
 }
 
 /// system.collections across the cluster: every collection any node holds,
@@ -253,28 +270,20 @@ pub async fn collections(node: &Arc<Node>) -> Outcome<Vec<(String, u64)>> {
 }
 
 async fn collections_once(node: &Arc<Node>) -> Outcome<Vec<(String, u64)>> {
-    let online = read_view(node)?;
-    let remote = peers_named(node, &online);
-    let local_share = {
-        let online = online.clone();
-        run_blocking(node, true, move |node| local::collections(node, &online))
-    };
-    let (local, remote) = tokio::join!(
-        local_share,
-        call_all(remote, InternalRequest::Collections { online })
-    );
+    let shares = read_shares(
+        node,
+        true,
+        local::collections,
+        |online| InternalRequest::Collections { online },
+        |reply| match reply {
+            InternalReply::Collections(collections) => Ok(collections),
+            other => Err(other),
+        },
+    )
+    .await?;
     let mut totals: BTreeMap<String, u64> = BTreeMap::new();
-    let mut add = |collections: Vec<(String, u64)>| {
-        for (name, count) in collections {
-            *totals.entry(name).or_default() += count;
-        }
-    };
-    add(local??);
-    for (name, reply) in remote {
-        match reply.map_err(peer_failure)? {
-            InternalReply::Collections(collections) => add(collections),
-            other => return Err(unexpected(name, other)),
-        }
+    for (name, count) in shares.into_iter().flatten() {
+        *totals.entry(name).or_default() += count;
     }
     Ok(totals.into_iter().filter(|(_, count)| *count > 0).collect())
 }
