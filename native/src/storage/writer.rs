@@ -164,7 +164,7 @@ fn run(mut committer: Committer, mut receiver: mpsc::Receiver<WriteOp>) {
             for op in rest {
                 match op {
                     WriteOp::Close { reply } => closers.push(reply),
-                    other => refuse(other),
+                    other => refuse(other, &StorageError::Closed),
                 }
             }
             break;
@@ -178,7 +178,7 @@ fn run(mut committer: Committer, mut receiver: mpsc::Receiver<WriteOp>) {
     while let Ok(op) = receiver.try_recv() {
         match op {
             WriteOp::Close { reply } => closers.push(reply),
-            other => refuse(other),
+            other => refuse(other, &StorageError::Closed),
         }
     }
     // A clean stop leaves an empty log: nothing to replay on the next open.
@@ -221,13 +221,14 @@ fn linger(receiver: &mut mpsc::Receiver<WriteOp>, batch: &mut Vec<WriteOp>, prev
     }
 }
 
-fn refuse(op: WriteOp) {
+/// Answer an operation that will not be applied with `error`.
+fn refuse(op: WriteOp, error: &StorageError) {
     match op {
         WriteOp::Insert { reply, .. } => {
-            let _ = reply.send(Err(StorageError::Closed));
+            let _ = reply.send(Err(error.clone()));
         }
         WriteOp::Update { reply, .. } | WriteOp::Delete { reply, .. } => {
-            let _ = reply.send(Err(StorageError::Closed));
+            let _ = reply.send(Err(error.clone()));
         }
         WriteOp::Close { reply } => {
             let _ = reply.send(());
@@ -339,11 +340,7 @@ impl Committer {
 
     fn commit_batch(&mut self, batch: Vec<WriteOp>) {
         if let Some(error) = &self.broken {
-            let mut outcomes = Vec::with_capacity(batch.len());
-            batch
-                .into_iter()
-                .for_each(|op| record_unapplied(op, &mut outcomes, error));
-            outcomes.into_iter().for_each(Outcome::send);
+            batch.into_iter().for_each(|op| refuse(op, error));
             return;
         }
         let mut outcomes = Vec::with_capacity(batch.len());
@@ -366,8 +363,8 @@ impl Committer {
     }
 
     /// Apply every operation in one transaction, log its effects, and commit
-    /// it. Outcomes are recorded even for operations after a failure, so
-    /// every caller hears back.
+    /// it. Operations after a failure are refused with it, so every caller
+    /// hears back.
     fn apply_and_commit(
         &mut self,
         batch: Vec<WriteOp>,
@@ -376,9 +373,7 @@ impl Committer {
         let transaction = match self.begin_group() {
             Ok(transaction) => transaction,
             Err(error) => {
-                batch
-                    .into_iter()
-                    .for_each(|op| record_unapplied(op, outcomes, &error));
+                batch.into_iter().for_each(|op| refuse(op, &error));
                 return Err(error);
             }
         };
@@ -386,16 +381,14 @@ impl Committer {
         let mut tables = match WriteTables::open(&transaction) {
             Ok(tables) => tables,
             Err(error) => {
-                batch
-                    .into_iter()
-                    .for_each(|op| record_unapplied(op, outcomes, &error));
+                batch.into_iter().for_each(|op| refuse(op, &error));
                 return Err(error);
             }
         };
         let mut failure = None;
         for op in batch {
             if let Some(error) = &failure {
-                record_unapplied(op, outcomes, error);
+                refuse(op, error);
                 continue;
             }
             let outcome = match op {
@@ -550,18 +543,6 @@ fn settle<T>(result: Result<T, OpError>, failure: &mut Option<StorageError>) -> 
         Err(OpError::Failed(error)) => {
             *failure = Some(error.clone());
             Err(error)
-        }
-    }
-}
-
-fn record_unapplied(op: WriteOp, outcomes: &mut Vec<Outcome>, error: &StorageError) {
-    match op {
-        WriteOp::Insert { reply, .. } => outcomes.push(Outcome::Inserted(reply, Err(error.clone()))),
-        WriteOp::Update { reply, .. } | WriteOp::Delete { reply, .. } => {
-            outcomes.push(Outcome::Changed(reply, Err(error.clone())))
-        }
-        WriteOp::Close { reply } => {
-            let _ = reply.send(());
         }
     }
 }
