@@ -146,14 +146,10 @@ fn checksum(sequence: u64, payload: &[u8]) -> u32 {
 /// the last record; damage before a later record is the disk's doing, and
 /// cutting the log there would silently drop acknowledged writes.
 fn damaged_in_the_middle(bytes: &[u8], intact: usize, last_sequence: Option<u64>) -> bool {
-    let Some(header) = bytes.get(intact..intact + HEADER_BYTES) else {
+    let Some((_, _, payload)) = framed(bytes, intact) else {
         return false;
     };
-    let length = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as usize;
-    let next = intact + HEADER_BYTES + length;
-    if length > MAX_RECORD_BYTES || next > bytes.len() {
-        return false;
-    }
+    let next = intact + HEADER_BYTES + payload.len();
     // Only a record continuing the sequence counts: stale records left by a
     // truncation that never reached the disk carry older sequences. (If the
     // first record is the damaged one, nothing tells the two apart.)
@@ -170,17 +166,7 @@ fn damaged_in_the_middle(bytes: &[u8], intact: usize, last_sequence: Option<u64>
 fn parse(bytes: &[u8]) -> (Vec<Record>, usize) {
     let mut records: Vec<Record> = Vec::new();
     let mut position = 0;
-    while let Some(header) = bytes.get(position..position + HEADER_BYTES) {
-        let length = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as usize;
-        let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
-        let sequence = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
-        let start = position + HEADER_BYTES;
-        let Some(payload) = (length <= MAX_RECORD_BYTES)
-            .then(|| bytes.get(start..start + length))
-            .flatten()
-        else {
-            break;
-        };
+    while let Some((crc, sequence, payload)) = framed(bytes, position) {
         let in_sequence = records
             .last()
             .is_none_or(|last| last.sequence.checked_add(1) == Some(sequence));
@@ -191,9 +177,21 @@ fn parse(bytes: &[u8]) -> (Vec<Record>, usize) {
             sequence,
             payload: payload.to_vec(),
         });
-        position = start + length;
+        position += HEADER_BYTES + payload.len();
     }
     (records, position)
+}
+
+/// The record framed at `position` (CRC, sequence, payload), unchecked, or
+/// `None` if its header or payload is cut short or its length is absurd.
+fn framed(bytes: &[u8], position: usize) -> Option<(u32, u64, &[u8])> {
+    let header = bytes.get(position..position + HEADER_BYTES)?;
+    let length = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
+    let sequence = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
+    let start = position + HEADER_BYTES;
+    let payload = (length <= MAX_RECORD_BYTES).then(|| bytes.get(start..start + length))??;
+    Some((crc, sequence, payload))
 }
 
 #[cfg(test)]
