@@ -1,14 +1,26 @@
 //! canhazdb native: the tokio server, its embedded storage and a Rust client.
 //!
-//! * [`server`] — accepts connections and answers the protocol of
-//!   `shared/spec/protocol.md` on one node.
-//! * [`storage`] — the redb-backed document store with secondary indexes and
-//!   group commit.
+//! The modules are layers; each uses only the layers below it (checked by
+//! `tests/layers.rs`, described in DEVELOPERS.md):
+//!
+//! * [`server`] — the edge: listeners, transports (TCP, WebSocket), sessions.
+//! * [`node`] — one node's state and its request dispatch.
+//! * [`cluster`] — the coordinator of every command, peers, repairs and the
+//!   lock group's membership.
+//! * [`raft`] — the Raft log that orders lock commands.
+//! * [`locks`] — the lock table behind a log, and write leases.
+//! * [`storage`] — the redb-backed document store with secondary indexes,
+//!   group commit and a write-ahead log.
 //! * [`client`] — an async Rust client that drives the core's sans-IO client
 //!   over TCP.
+//!
+//! `src/bench/` is the `canhazdb-bench` load generator, a binary of its own
+//! that uses only the client.
 
 pub mod client;
 pub mod cluster;
+pub mod locks;
+pub mod node;
 pub mod raft;
 pub mod server;
 pub mod storage;

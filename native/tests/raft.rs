@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use canhazdb::locks::{BoxFuture, LockManager, LockOwner};
 use canhazdb::raft::{
     start_with_locks, FormOutcome, RaftMember, RaftNode, RaftOptions, RaftReply, RaftRequest, RaftTransport,
 };
-use canhazdb::server::locks::{BoxFuture, LockManager, LockOwner};
 use tempfile::TempDir;
 
 /// Nodes by name, and who is cut off.
@@ -501,7 +501,7 @@ async fn queued_locks_survive_concurrent_commands() {
         waiting.push(tokio::spawn(async move {
             let entry = locks.lock("shared", &owner("c", connection)).await?;
             locks.release(&entry.id).await?;
-            Ok::<_, canhazdb::server::locks::LockFailure>(())
+            Ok::<_, canhazdb::locks::LockFailure>(())
         }));
         let key = format!("noise{connection}");
         cluster

@@ -12,6 +12,7 @@
 //!   (`ECONNREFUSED`), or `ERR_CANHAZDB_*`.
 
 use canhazdb::client::Error as ClientError;
+use canhazdb::node::NodeError;
 use canhazdb::server::ServerError;
 use canhazdb_core::protocol::Status;
 use napi::bindgen_prelude::{Env, JsObjectValue, Object};
@@ -121,7 +122,7 @@ impl From<ServerError> for Failure {
     fn from(error: ServerError) -> Self {
         let code = match &error {
             ServerError::Listen { source, .. } => io_code(source),
-            ServerError::Storage(_) => "ERR_CANHAZDB_STORAGE".to_owned(),
+            ServerError::Node(NodeError::Storage(_)) => "ERR_CANHAZDB_STORAGE".to_owned(),
             #[allow(unreachable_patterns)] // ServerError may grow.
             _ => "ERR_CANHAZDB_SERVER".to_owned(),
         };

@@ -19,7 +19,7 @@
 //! subscription's `recv` returns `None`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
@@ -29,14 +29,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
+use super::command::{Command, ConnectionState, HandlerId, ReplyTo};
 use super::error::Error;
-use super::subscription::Notification;
-
-/// Identifies one [`Subscription`](super::Subscription) within its connection.
-pub(crate) type HandlerId = u64;
-
-/// Where the driver sends the outcome of a command.
-pub(crate) type ReplyTo<T> = oneshot::Sender<Result<T, Error>>;
+use super::notification::Notification;
 
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 64 * 1024;
@@ -46,48 +41,6 @@ const READ_CHUNK: usize = 64 * 1024;
 const MAX_PENDING_WRITE: usize = 4 * 1024 * 1024;
 /// Commands taken per wake-up before the loop writes and reads again.
 const COMMAND_BATCH: usize = 1024;
-
-/// What a [`Client`](super::Client) handle asks of the driver.
-pub(crate) enum Command {
-    /// Send a request and hand its reply back.
-    Request {
-        request: Request,
-        reply: ReplyTo<Response>,
-    },
-    /// Send a frame with any command byte and hand its reply back unchecked
-    /// (node-to-node traffic).
-    RequestRaw {
-        command: u8,
-        payload: bytes::Bytes,
-        reply: ReplyTo<Response>,
-    },
-    /// Register a handler for a pattern (NOTIFY_ON if it is the pattern's first).
-    Subscribe {
-        pattern: String,
-        handler: HandlerId,
-        notifications: mpsc::UnboundedSender<Notification>,
-        reply: ReplyTo<()>,
-    },
-    /// Unregister a handler (NOTIFY_OFF if it was the pattern's last).
-    /// `reply` is `None` when a dropped subscription asks: nobody waits.
-    Unsubscribe {
-        pattern: String,
-        handler: HandlerId,
-        reply: Option<ReplyTo<()>>,
-    },
-    /// Answer once the server has sent READY.
-    WaitReady { reply: ReplyTo<()> },
-    /// Close the connection; answered once it is closed.
-    Close { done: oneshot::Sender<()> },
-}
-
-/// What the handles can read without asking the driver.
-#[derive(Debug, Default)]
-pub(crate) struct ConnectionState {
-    pub(crate) closed: AtomicBool,
-    pub(crate) ready: AtomicBool,
-    pub(crate) next_handler: AtomicU64,
-}
 
 /// What to do with the reply to an in-flight request, by correlation id.
 enum Waiter {

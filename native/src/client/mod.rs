@@ -20,12 +20,16 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Modules: [`driver`] is the task that owns the socket; [`options`] turns
-//! call arguments into requests; [`subscription`] delivers notifications;
-//! [`error`] is the error type.
+//! Modules: [`driver`] is the task that owns the socket and every piece of
+//! connection state (pending replies, subscriptions); handles talk to it
+//! only through [`command`]s. [`options`] turns call arguments into
+//! requests; [`subscription`] hands a pattern's [`notification`]s to the
+//! application; [`error`] is the error type.
 
+mod command;
 mod driver;
 mod error;
+mod notification;
 mod options;
 mod subscription;
 
@@ -41,10 +45,12 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use canhazdb_core::protocol::{LockStrategy, Status};
 pub use error::Error;
+pub use notification::Notification;
 pub use options::{GetOptions, WriteOptions};
-pub use subscription::{Notification, Subscription};
+pub use subscription::Subscription;
 
-use driver::{Command, ConnectionState, Driver};
+use command::{Command, ConnectionState, ReplyTo};
+use driver::Driver;
 
 /// A handle to one connection; clone it freely. The connection closes when
 /// [`close`](Client::close) is called, when the server closes it, or when
@@ -283,7 +289,7 @@ impl Client {
     }
 
     /// Sends a command built around a fresh oneshot and awaits its answer.
-    async fn call<T>(&self, command: impl FnOnce(driver::ReplyTo<T>) -> Command) -> Result<T, Error> {
+    async fn call<T>(&self, command: impl FnOnce(ReplyTo<T>) -> Command) -> Result<T, Error> {
         let (reply, outcome) = oneshot::channel();
         self.commands.send(command(reply)).map_err(|_| Error::Closed)?;
         // The driver drops the oneshot unanswered only if it ends abruptly.

@@ -8,8 +8,7 @@ use canhazdb_core::internal::{InternalReply, InternalRequest};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::repair;
-use crate::server::node::Node;
+use super::{repair, Cluster};
 
 /// How often every peer is asked how it is.
 const HEARTBEAT_EVERY: Duration = Duration::from_millis(250);
@@ -21,7 +20,7 @@ const REPAIR_EVERY: Duration = Duration::from_millis(1000);
 const LEFT_AFTER: Duration = Duration::from_secs(3);
 
 /// Runs the timers until `shutdown`.
-pub async fn run(node: Arc<Node>, shutdown: CancellationToken) {
+pub async fn run(cluster: Arc<Cluster>, shutdown: CancellationToken) {
     let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut repairs = tokio::time::interval(REPAIR_EVERY);
@@ -30,32 +29,32 @@ pub async fn run(node: Arc<Node>, shutdown: CancellationToken) {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = heartbeat.tick() => {
-                heartbeat_round(&node).await;
-                node.after_heartbeat().await;
-                release_locks_of_departed(&node).await;
+                heartbeat_round(&cluster).await;
+                cluster.after_heartbeat().await;
+                release_locks_of_departed(&cluster).await;
             }
             _ = repairs.tick() => {
-                if !node.cluster.is_alone() {
-                    repair::run_round(&node).await;
+                if !cluster.view.is_alone() {
+                    repair::run_round(&cluster).await;
                 }
             }
         }
     }
-    for peer in node.cluster.peers() {
+    for peer in cluster.view.peers() {
         peer.disconnect().await;
     }
 }
 
 /// Says hello to every peer and join address at once and learns from the answers.
-async fn heartbeat_round(node: &Arc<Node>) {
-    let hello = InternalRequest::Hello(node.hello());
+async fn heartbeat_round(cluster: &Arc<Cluster>) {
+    let hello = InternalRequest::Hello(cluster.hello());
     let mut calls = JoinSet::new();
-    let links = node
-        .cluster
+    let links = cluster
+        .view
         .peers()
         .into_iter()
         .map(|peer| (peer, false))
-        .chain(node.cluster.join_links().into_iter().map(|link| (link, true)));
+        .chain(cluster.view.join_links().into_iter().map(|link| (link, true)));
     for (peer, is_join) in links {
         let hello = hello.clone();
         calls.spawn(async move {
@@ -70,11 +69,11 @@ async fn heartbeat_round(node: &Arc<Node>) {
         match reply {
             Ok(InternalReply::Hello(theirs)) => {
                 if is_join {
-                    node.cluster.resolve_join(&peer, &theirs);
+                    cluster.view.resolve_join(&peer, &theirs);
                     continue;
                 }
                 peer.observe(theirs.healthy, theirs.raft_initialized);
-                node.cluster.learn(&theirs);
+                cluster.view.learn(&theirs);
             }
             Ok(other) => tracing::warn!(?other, "unexpected answer to a heartbeat"),
             Err(error) => tracing::debug!(%error, "heartbeat failed"),
@@ -84,24 +83,24 @@ async fn heartbeat_round(node: &Arc<Node>) {
 
 /// Locks held through a node that has been silent for a while are released
 /// (spec: a lock dies when the node holding its connection leaves).
-async fn release_locks_of_departed(node: &Arc<Node>) {
-    let origins: std::collections::BTreeSet<String> = node
+async fn release_locks_of_departed(cluster: &Arc<Cluster>) {
+    let origins: std::collections::BTreeSet<String> = cluster
         .locks
         .entries()
         .into_iter()
         .map(|entry| entry.origin)
         .collect();
     for origin in origins {
-        if origin == node.cluster.name() {
+        if origin == cluster.view.name() {
             continue;
         }
-        let departed = match node.cluster.peer(&origin) {
+        let departed = match cluster.view.peer(&origin) {
             Some(peer) => !peer.is_reachable() && peer.silent_for() >= LEFT_AFTER,
             None => true,
         };
         if departed {
             tracing::info!(node = %origin, "releasing the locks of a node that left");
-            if let Err(error) = node.locks.release_origin(&origin).await {
+            if let Err(error) = cluster.locks.release_origin(&origin).await {
                 tracing::debug!(%error, "could not release locks yet");
             }
         }

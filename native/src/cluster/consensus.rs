@@ -23,21 +23,21 @@ use canhazdb_core::internal::{InternalReply, InternalRequest, Member};
 use serde_json::Value;
 
 use super::peer::Peer;
+use super::Cluster;
+use crate::locks::{BoxFuture, LockManager};
 use crate::raft::{FormOutcome, RaftMember, RaftNode, RaftReply, RaftRequest, RaftTransport};
-use crate::server::locks::BoxFuture;
-use crate::server::node::Node;
 
 /// Carries Raft messages over the node-to-node links of the cluster.
 #[derive(Default)]
 pub struct PeerTransport {
-    node: OnceLock<Weak<Node>>,
+    cluster: OnceLock<Weak<Cluster>>,
 }
 
 impl PeerTransport {
     /// Connects the transport to its node once the node exists (the node
     /// needs the Raft group to be built, and the group needs the transport).
-    pub fn attach(&self, node: &Arc<Node>) {
-        let _ = self.node.set(Arc::downgrade(node));
+    pub fn attach(&self, cluster: &Arc<Cluster>) {
+        let _ = self.cluster.set(Arc::downgrade(cluster));
     }
 }
 
@@ -47,11 +47,11 @@ impl RaftTransport for PeerTransport {
         target: &RaftMember,
         request: RaftRequest,
     ) -> BoxFuture<'static, Result<RaftReply, String>> {
-        let node = self.node.get().and_then(Weak::upgrade);
+        let cluster = self.cluster.get().and_then(Weak::upgrade);
         let target = target.clone();
         Box::pin(async move {
-            let node = node.ok_or("the node is not running")?;
-            let peer = node.cluster.peer(&target.name).unwrap_or_else(|| {
+            let cluster = cluster.ok_or("the node is not running")?;
+            let peer = cluster.view.peer(&target.name).unwrap_or_else(|| {
                 // A voter this node has not met yet: talk to it directly.
                 Arc::new(Peer::new(Member {
                     name: target.name.clone(),
@@ -70,7 +70,7 @@ impl RaftTransport for PeerTransport {
     }
 }
 
-/// Raft-related state of a node.
+/// Raft-related state of a cluster.
 pub struct Consensus {
     pub raft: Arc<RaftNode>,
     /// A join or membership change is under way (one at a time).
@@ -101,11 +101,7 @@ impl Consensus {
 
     /// Releases the locks this node held before it (re)started; its
     /// connections from then are gone. Done once, before it serves.
-    pub async fn release_stale_locks(
-        &self,
-        node_name: &str,
-        locks: &crate::server::locks::LockManager,
-    ) -> bool {
+    pub async fn release_stale_locks(&self, node_name: &str, locks: &LockManager) -> bool {
         if self.is_ready() {
             return true;
         }
@@ -125,11 +121,7 @@ impl Consensus {
     }
 }
 
-impl Node {
-    pub fn raft_initialized(&self) -> bool {
-        self.consensus.raft.is_initialized()
-    }
-
+impl Cluster {
     /// A peer asks to become a voter.
     pub async fn join_raft(&self, member: &Member) -> Result<(), String> {
         self.consensus
@@ -155,13 +147,13 @@ impl Node {
             self.form_or_join_group();
             return;
         }
-        consensus.release_stale_locks(&self.name, &self.locks).await;
-        let am_leader = raft.leader().is_some_and(|leader| leader.name == self.name);
+        consensus.release_stale_locks(self.name(), &self.locks).await;
+        let am_leader = raft.leader().is_some_and(|leader| leader.name == self.name());
         if am_leader {
             let voters: Vec<String> = raft.voters().into_iter().map(|voter| voter.name).collect();
             let members: Vec<String> = raft.members().into_iter().map(|member| member.name).collect();
             let newcomers: Vec<Member> = self
-                .cluster
+                .view
                 .reachable_peers()
                 .into_iter()
                 .filter(|peer| !voters.contains(&peer.name()))
@@ -177,18 +169,19 @@ impl Node {
                 .map(|peer| peer.member())
                 .collect();
             if let Some(member) = newcomers.into_iter().next() {
-                self.in_background(move |node| async move {
+                self.in_background(move |cluster| async move {
                     tracing::info!(node = %member.name, "adding a voter");
-                    node.join_raft(&member).await
+                    cluster.join_raft(&member).await
                 });
             }
         }
     }
 
     fn form_or_join_group(self: &Arc<Self>) {
-        if self.cluster.is_alone() {
-            self.in_background(|node| async move {
-                node.consensus
+        if self.view.is_alone() {
+            self.in_background(|cluster| async move {
+                cluster
+                    .consensus
                     .raft
                     .initialize_alone()
                     .await
@@ -196,13 +189,14 @@ impl Node {
             });
             return;
         }
-        let reachable = self.cluster.reachable_peers();
+        let reachable = self.view.reachable_peers();
         if let Some(seed) = reachable.iter().find(|peer| peer.raft_initialized()) {
             let seed = seed.member();
-            self.in_background(move |node| async move {
+            self.in_background(move |cluster| async move {
                 tracing::info!(via = %seed.name, "joining the lock group");
                 let seed = RaftMember::new(&seed.name, &seed.address);
-                node.consensus
+                cluster
+                    .consensus
                     .raft
                     .join_via(&seed)
                     .await
@@ -210,14 +204,14 @@ impl Node {
             });
             return;
         }
-        // A join address that has not answered yet may be any node,
+        // A join address that has not answered yet may be any cluster,
         // one first by name included.
-        let known = self.cluster.known_names().len() + self.cluster.join_links().len();
+        let known = self.view.known_names().len() + self.view.join_links().len();
         let sees_majority = canhazdb_core::health::has_majority(known, reachable.len() + 1);
-        let first_by_name = reachable.iter().all(|peer| self.name < peer.name());
+        let first_by_name = reachable.iter().all(|peer| self.name() < peer.name().as_str());
         if sees_majority && first_by_name {
             let peers: Vec<RaftMember> = self
-                .cluster
+                .view
                 .peers()
                 .iter()
                 .map(|peer| {
@@ -226,9 +220,9 @@ impl Node {
                 })
                 .collect();
             let quorum = known / 2 + 1;
-            self.in_background(move |node| async move {
+            self.in_background(move |cluster| async move {
                 tracing::info!(known, quorum, "forming the lock group");
-                let raft = &node.consensus.raft;
+                let raft = &cluster.consensus.raft;
                 match raft
                     .form_group(&peers, quorum)
                     .await
@@ -248,7 +242,7 @@ impl Node {
         }
     }
 
-    /// Logs (once per node) that `name` is in another lock group.
+    /// Logs (once per cluster) that `name` is in another lock group.
     fn report_foreign(&self, name: &str) {
         let mut reported = self.consensus.foreign.lock().unwrap_or_else(|p| p.into_inner());
         if reported.insert(name.to_owned()) {
@@ -263,18 +257,18 @@ impl Node {
     /// Runs one membership step at a time, off the heartbeat loop.
     fn in_background<F, Fut>(self: &Arc<Self>, step: F)
     where
-        F: FnOnce(Arc<Node>) -> Fut + Send + 'static,
+        F: FnOnce(Arc<Cluster>) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = Result<(), String>> + Send,
     {
         if self.consensus.busy.swap(true, Ordering::AcqRel) {
             return;
         }
-        let node = self.clone();
+        let cluster = self.clone();
         tokio::spawn(async move {
-            if let Err(error) = step(node.clone()).await {
+            if let Err(error) = step(cluster.clone()).await {
                 tracing::warn!(%error, "lock group membership step failed; retrying later");
             }
-            node.consensus.busy.store(false, Ordering::Release);
+            cluster.consensus.busy.store(false, Ordering::Release);
         });
     }
 }

@@ -17,8 +17,7 @@ use tokio::task::JoinSet;
 
 use super::local::{self, LocalError};
 use super::peer::{Peer, PeerError};
-use crate::server::node::Node;
-use crate::server::system;
+use super::Cluster;
 use crate::storage::StorageError;
 
 /// Why a coordinated command failed.
@@ -55,15 +54,15 @@ fn is_cheap(query: &Query) -> bool {
 }
 
 async fn run_blocking<T: Send + 'static>(
-    node: &Arc<Node>,
+    cluster: &Arc<Cluster>,
     cheap: bool,
-    work: impl FnOnce(&Node) -> T + Send + 'static,
+    work: impl FnOnce(&Cluster) -> T + Send + 'static,
 ) -> Result<T, CoordinatorError> {
     if cheap {
-        return Ok(work(node));
+        return Ok(work(cluster));
     }
-    let node = node.clone();
-    tokio::task::spawn_blocking(move || work(&node))
+    let cluster = cluster.clone();
+    tokio::task::spawn_blocking(move || work(&cluster))
         .await
         .map_err(|error| CoordinatorError::Unavailable(format!("read task failed: {error}")))
 }
@@ -73,9 +72,9 @@ async fn run_blocking<T: Send + 'static>(
 /// picked out by `share`. All nodes get the same online view; a node that
 /// fails or answers something else fails the read.
 async fn read_shares<T, E>(
-    node: &Arc<Node>,
+    cluster: &Arc<Cluster>,
     cheap: bool,
-    local: impl FnOnce(&Node, &[String]) -> Result<T, E> + Send + 'static,
+    local: impl FnOnce(&Cluster, &[String]) -> Result<T, E> + Send + 'static,
     request: impl FnOnce(Vec<String>) -> InternalRequest,
     share: impl Fn(InternalReply) -> Result<T, InternalReply>,
 ) -> Outcome<Vec<T>>
@@ -84,11 +83,11 @@ where
     E: Send + 'static,
     CoordinatorError: From<E>,
 {
-    let online = read_view(node)?;
-    let remote = peers_named(node, &online);
+    let online = read_view(cluster)?;
+    let remote = peers_named(cluster, &online);
     let local_share = {
         let online = online.clone();
-        run_blocking(node, cheap, move |node| local(node, &online))
+        run_blocking(cluster, cheap, move |cluster| local(cluster, &online))
     };
     if remote.is_empty() {
         return Ok(vec![local_share.await??]);
@@ -102,20 +101,20 @@ where
 }
 
 /// The online view for a read: empty when the node is alone (no filter applies).
-fn read_view(node: &Node) -> Outcome<Vec<String>> {
-    if node.cluster.is_alone() {
+fn read_view(cluster: &Cluster) -> Outcome<Vec<String>> {
+    if cluster.view.is_alone() {
         return Ok(Vec::new());
     }
-    let online = node.cluster.online_view();
-    check_complete(node, online.len())?;
+    let online = cluster.view.online_view();
+    check_complete(cluster, online.len())?;
     Ok(online)
 }
 
 /// Refuses a read or write when so many nodes are unavailable that a
 /// document could be missing from the answer.
-fn check_complete(node: &Node, answering: usize) -> Outcome<()> {
-    let known = node.cluster.known_names().len();
-    let per_document = node.cluster.replicas().min(known);
+fn check_complete(cluster: &Cluster, answering: usize) -> Outcome<()> {
+    let known = cluster.view.known_names().len();
+    let per_document = cluster.view.replicas().min(known);
     let failed = known.saturating_sub(answering);
     if read_may_be_incomplete(per_document, failed) {
         return Err(CoordinatorError::Unavailable(format!(
@@ -145,11 +144,11 @@ async fn call_all(
     replies
 }
 
-fn peers_named(node: &Node, names: &[String]) -> Vec<Arc<Peer>> {
+fn peers_named(cluster: &Cluster, names: &[String]) -> Vec<Arc<Peer>> {
     names
         .iter()
-        .filter(|name| name.as_str() != node.cluster.name())
-        .filter_map(|name| node.cluster.peer(name))
+        .filter(|name| name.as_str() != cluster.view.name())
+        .filter_map(|name| cluster.view.peer(name))
         .collect()
 }
 
@@ -185,11 +184,11 @@ async fn retry_read<T, F: std::future::Future<Output = Outcome<T>>>(attempt: imp
 /// GET: each online node reports its primary documents, ordered and limited;
 /// the coordinator merges, orders, limits and projects. `read` travels to the
 /// peers as the JSON it arrived as; they parse it themselves.
-pub async fn get(node: &Arc<Node>, collection: &str, read: &ReadOptions) -> Outcome<Vec<Value>> {
-    retry_read(|| get_once(node, collection, read)).await
+pub async fn get(cluster: &Arc<Cluster>, collection: &str, read: &ReadOptions) -> Outcome<Vec<Value>> {
+    retry_read(|| get_once(cluster, collection, read)).await
 }
 
-async fn get_once(node: &Arc<Node>, collection: &str, read: &ReadOptions) -> Outcome<Vec<Value>> {
+async fn get_once(cluster: &Arc<Cluster>, collection: &str, read: &ReadOptions) -> Outcome<Vec<Value>> {
     let Selection {
         query,
         fields,
@@ -208,10 +207,10 @@ async fn get_once(node: &Arc<Node>, collection: &str, read: &ReadOptions) -> Out
     };
     let shares = {
         let (collection, order) = (collection.to_owned(), order.clone());
-        let local = move |node: &Node, online: &[String]| {
-            local::find(node, &collection, &query, order.as_ref(), limit, online)
+        let local = move |cluster: &Cluster, online: &[String]| {
+            local::find(cluster, &collection, &query, order.as_ref(), limit, online)
         };
-        read_shares(node, cheap, local, request, |reply| match reply {
+        read_shares(cluster, cheap, local, request, |reply| match reply {
             InternalReply::Documents(found) => Ok(found),
             other => Err(other),
         })
@@ -238,11 +237,11 @@ async fn get_once(node: &Arc<Node>, collection: &str, read: &ReadOptions) -> Out
 }
 
 /// COUNT: the sum of what each online node reports.
-pub async fn count(node: &Arc<Node>, collection: &str, query_json: Option<Value>) -> Outcome<u64> {
-    retry_read(|| count_once(node, collection, query_json.clone())).await
+pub async fn count(cluster: &Arc<Cluster>, collection: &str, query_json: Option<Value>) -> Outcome<u64> {
+    retry_read(|| count_once(cluster, collection, query_json.clone())).await
 }
 
-async fn count_once(node: &Arc<Node>, collection: &str, query_json: Option<Value>) -> Outcome<u64> {
+async fn count_once(cluster: &Arc<Cluster>, collection: &str, query_json: Option<Value>) -> Outcome<u64> {
     let query = ReadOptions::with_query(query_json.clone())
         .parse_query()
         .map_err(|error| CoordinatorError::BadRequest(error.to_string()))?;
@@ -253,8 +252,9 @@ async fn count_once(node: &Arc<Node>, collection: &str, query_json: Option<Value
         online,
     };
     let collection = collection.to_owned();
-    let local = move |node: &Node, online: &[String]| local::count(node, &collection, &query, online);
-    let shares = read_shares(node, cheap, local, request, |reply| match reply {
+    let local =
+        move |cluster: &Cluster, online: &[String]| local::count(cluster, &collection, &query, online);
+    let shares = read_shares(cluster, cheap, local, request, |reply| match reply {
         InternalReply::Count(count) => Ok(count),
         other => Err(other),
     })
@@ -265,13 +265,13 @@ async fn count_once(node: &Arc<Node>, collection: &str, query_json: Option<Value
 /// system.collections across the cluster: every collection any node holds,
 /// with its document count (each document counted once, by the
 /// primary-replica rule), sorted by name.
-pub async fn collections(node: &Arc<Node>) -> Outcome<Vec<(String, u64)>> {
-    retry_read(|| collections_once(node)).await
+pub async fn collections(cluster: &Arc<Cluster>) -> Outcome<Vec<(String, u64)>> {
+    retry_read(|| collections_once(cluster)).await
 }
 
-async fn collections_once(node: &Arc<Node>) -> Outcome<Vec<(String, u64)>> {
+async fn collections_once(cluster: &Arc<Cluster>) -> Outcome<Vec<(String, u64)>> {
     let shares = read_shares(
-        node,
+        cluster,
         true,
         local::collections,
         |online| InternalRequest::Collections { online },
@@ -290,9 +290,9 @@ async fn collections_once(node: &Arc<Node>) -> Outcome<Vec<(String, u64)>> {
 
 /// system.notifys across the cluster: the registrations of every node that
 /// answers (a node that does not is not delivering notifications either).
-pub async fn notifys(node: &Arc<Node>) -> Outcome<Vec<Value>> {
-    let mut documents = system::local_notifys(node);
-    for (name, reply) in call_all(node.cluster.reachable_peers(), InternalRequest::Notifys).await {
+pub async fn notifys(cluster: &Arc<Cluster>) -> Outcome<Vec<Value>> {
+    let mut documents = local::notifys(cluster);
+    for (name, reply) in call_all(cluster.view.reachable_peers(), InternalRequest::Notifys).await {
         match reply {
             Ok(InternalReply::Documents(theirs)) => documents.extend(theirs),
             Ok(other) => return Err(unexpected(name, other)),
@@ -304,7 +304,11 @@ pub async fn notifys(node: &Arc<Node>) -> Outcome<Vec<Value>> {
 
 /// POST: stores the document on min(R, n) randomly chosen nodes; replicas
 /// that miss it get repair records before the write is acknowledged.
-pub async fn post(node: &Arc<Node>, collection: &str, mut document: Map<String, Value>) -> Outcome<Value> {
+pub async fn post(
+    cluster: &Arc<Cluster>,
+    collection: &str,
+    mut document: Map<String, Value>,
+) -> Outcome<Value> {
     let id_chosen_by_client = document.get("id").is_some_and(Value::is_string);
     let id = match document.get("id") {
         Some(Value::String(id)) => id.clone(),
@@ -315,14 +319,17 @@ pub async fn post(node: &Arc<Node>, collection: &str, mut document: Map<String, 
         }
     };
     let document = Value::Object(document);
-    if node.cluster.is_alone() {
-        let replicas = vec![node.cluster.name().to_owned()];
-        node.store.insert(collection, document.clone(), replicas).await?;
+    if cluster.view.is_alone() {
+        let replicas = vec![cluster.view.name().to_owned()];
+        cluster
+            .store
+            .insert(collection, document.clone(), replicas)
+            .await?;
         return Ok(document);
     }
     // A client-chosen id may already live on nodes other than the chosen
     // replicas: ask the whole cluster first. (Random UUIDs cannot collide.)
-    if id_chosen_by_client && count(node, collection, Some(json!({ "id": id }))).await? > 0 {
+    if id_chosen_by_client && count(cluster, collection, Some(json!({ "id": id }))).await? > 0 {
         return Err(StorageError::DuplicateId {
             collection: collection.to_owned(),
             id,
@@ -330,8 +337,8 @@ pub async fn post(node: &Arc<Node>, collection: &str, mut document: Map<String, 
         .into());
     }
     let replicas = choose_replicas(
-        &node.cluster.known_names(),
-        node.cluster.replicas(),
+        &cluster.view.known_names(),
+        cluster.view.replicas(),
         &mut OsRandom,
     );
     let request = InternalRequest::StoreReplica {
@@ -342,7 +349,7 @@ pub async fn post(node: &Arc<Node>, collection: &str, mut document: Map<String, 
     let store = |replica: String| {
         let (request, document, replicas) = (&request, &document, &replicas);
         async move {
-            let outcome = store_replica(node, &replica, collection, document, replicas, request).await;
+            let outcome = store_replica(cluster, &replica, collection, document, replicas, request).await;
             (replica, outcome)
         }
     };
@@ -380,7 +387,7 @@ pub async fn post(node: &Arc<Node>, collection: &str, mut document: Map<String, 
     // another node got there first): take back the copies that were
     // stored, so the refused POST leaves nothing behind.
     if let Some(refusal) = refusal {
-        withdraw_post(node, collection, &id, stored).await;
+        withdraw_post(cluster, collection, &id, stored).await;
         return Err(refusal);
     }
     if stored.is_empty() {
@@ -392,7 +399,7 @@ pub async fn post(node: &Arc<Node>, collection: &str, mut document: Map<String, 
         .into_iter()
         .map(|target| new_repair(target, collection, &id, false))
         .collect();
-    record_repairs(node, repairs).await?;
+    record_repairs(cluster, repairs).await?;
     Ok(document)
 }
 
@@ -400,18 +407,18 @@ pub async fn post(node: &Arc<Node>, collection: &str, mut document: Map<String, 
 /// changed document is reported once, by its primary replica. The caller
 /// holds the collection's lock.
 pub async fn update(
-    node: &Arc<Node>,
+    cluster: &Arc<Cluster>,
     collection: &str,
     query: Option<Value>,
     change: Change,
 ) -> Outcome<Vec<String>> {
-    let online = node.cluster.online_view();
-    if node.cluster.is_alone() {
-        let changed = local::update(node, collection, query, change, &online).await?;
+    let online = cluster.view.online_view();
+    if cluster.view.is_alone() {
+        let changed = local::update(cluster, collection, query, change, &online).await?;
         return Ok(changed.into_iter().map(|changed| changed.id).collect());
     }
-    let reachable = node.cluster.reachable_peers();
-    check_complete(node, reachable.len() + 1)?;
+    let reachable = cluster.view.reachable_peers();
+    check_complete(cluster, reachable.len() + 1)?;
     // Validate before anything changes anywhere.
     ReadOptions::with_query(query.clone())
         .parse_query()
@@ -423,9 +430,9 @@ pub async fn update(
         change: change.clone(),
         online: online.clone(),
     };
-    let local_share = local::update(node, collection, query, change, &online);
+    let local_share = local::update(cluster, collection, query, change, &online);
     let (local, remote) = tokio::join!(local_share, call_all(reachable, request));
-    let mut answered: BTreeSet<String> = BTreeSet::from([node.cluster.name().to_owned()]);
+    let mut answered: BTreeSet<String> = BTreeSet::from([cluster.view.name().to_owned()]);
     let mut reports: Vec<Vec<ChangedReplica>> = vec![local?];
     let mut first_failure = None;
     for (name, reply) in remote {
@@ -455,7 +462,7 @@ pub async fn update(
                 .map(|replica| new_repair(replica.clone(), collection, id, deletes))
         })
         .collect();
-    record_repairs(node, repairs).await?;
+    record_repairs(cluster, repairs).await?;
     let ids = merge_changed_ids(reports.iter().map(|changed| {
         changed
             .iter()
@@ -465,7 +472,7 @@ pub async fn update(
     }));
     match first_failure {
         // Some node failed in a way that may hide changed documents.
-        Some(error) if check_complete(node, answered.len()).is_err() => Err(error),
+        Some(error) if check_complete(cluster, answered.len()).is_err() => Err(error),
         _ => Ok(ids),
     }
 }
@@ -490,15 +497,15 @@ enum ReplicaOutcome {
 }
 
 async fn store_replica(
-    node: &Arc<Node>,
+    cluster: &Arc<Cluster>,
     replica: &str,
     collection: &str,
     document: &Value,
     replicas: &[String],
     request: &InternalRequest,
 ) -> ReplicaOutcome {
-    if replica == node.cluster.name() {
-        return match node
+    if replica == cluster.view.name() {
+        return match cluster
             .store
             .insert(collection, document.clone(), replicas.to_vec())
             .await
@@ -507,7 +514,7 @@ async fn store_replica(
             Err(error) => ReplicaOutcome::Refused(error.into()),
         };
     }
-    let Some(peer) = node.cluster.peer(replica).filter(|peer| peer.is_reachable()) else {
+    let Some(peer) = cluster.view.peer(replica).filter(|peer| peer.is_reachable()) else {
         return ReplicaOutcome::Missed;
     };
     match peer.call(request).await {
@@ -524,14 +531,14 @@ async fn store_replica(
 
 /// Deletes the copies of a refused POST from the replicas that stored them;
 /// a replica that cannot be reached gets a repair record that deletes it.
-async fn withdraw_post(node: &Arc<Node>, collection: &str, id: &str, mut stored: Vec<String>) {
+async fn withdraw_post(cluster: &Arc<Cluster>, collection: &str, id: &str, mut stored: Vec<String>) {
     let query = json!({ "id": id });
-    let local = stored.iter().any(|replica| replica == node.cluster.name());
-    stored.retain(|replica| replica != node.cluster.name());
+    let local = stored.iter().any(|replica| replica == cluster.view.name());
+    stored.retain(|replica| replica != cluster.view.name());
     let remote = stored;
     if local {
         let deleted = match ReadOptions::with_query(Some(query.clone())).parse_query() {
-            Ok(query) => node.store.delete(collection, query).await.map(drop),
+            Ok(query) => cluster.store.delete(collection, query).await.map(drop),
             Err(error) => Err(StorageError::InvalidDocument(error.to_string())),
         };
         if let Err(error) = deleted {
@@ -545,32 +552,32 @@ async fn withdraw_post(node: &Arc<Node>, collection: &str, id: &str, mut stored:
         online: Vec::new(),
     };
     let mut unreachable = Vec::new();
-    for (name, reply) in call_all(peers_named(node, &remote), request).await {
+    for (name, reply) in call_all(peers_named(cluster, &remote), request).await {
         if let Err(error) = reply {
             tracing::warn!(%error, replica = %name, "could not withdraw a refused POST; recording a repair");
             unreachable.push(new_repair(name, collection, id, true));
         }
     }
-    if let Err(error) = record_repairs(node, unreachable).await {
+    if let Err(error) = record_repairs(cluster, unreachable).await {
         tracing::error!(%error, collection, id, "could not record the withdrawal of a refused POST");
     }
 }
 
 /// Keeps repair records durably here and on one more node that is not
 /// their target, before the write they belong to is acknowledged.
-async fn record_repairs(node: &Arc<Node>, repairs: Vec<Repair>) -> Outcome<()> {
+async fn record_repairs(cluster: &Arc<Cluster>, repairs: Vec<Repair>) -> Outcome<()> {
     if repairs.is_empty() {
         return Ok(());
     }
-    let log = node.cluster.repair_log.clone();
+    let log = cluster.view.repair_log.clone();
     let local_copy = repairs.clone();
     tokio::task::spawn_blocking(move || log.add(&local_copy))
         .await
         .map_err(|error| CoordinatorError::Unavailable(error.to_string()))?
         .map_err(|error| CoordinatorError::Unavailable(format!("cannot record repairs: {error}")))?;
     let targets: BTreeSet<&str> = repairs.iter().map(|repair| repair.target.as_str()).collect();
-    let backup = node
-        .cluster
+    let backup = cluster
+        .view
         .reachable_peers()
         .into_iter()
         .find(|peer| !targets.contains(peer.name().as_str()));
@@ -585,14 +592,14 @@ async fn record_repairs(node: &Arc<Node>, repairs: Vec<Repair>) -> Outcome<()> {
 
 /// Delivers notify paths to this node's connections and to every reachable
 /// peer, which delivers them to its own: each connection gets each path once.
-pub fn publish(node: &Arc<Node>, paths: Vec<String>) {
+pub fn publish(cluster: &Arc<Cluster>, paths: Vec<String>) {
     if paths.is_empty() {
         return;
     }
     for path in &paths {
-        node.notify.publish(path);
+        cluster.subscribers.deliver(path);
     }
-    let peers = node.cluster.reachable_peers();
+    let peers = cluster.view.reachable_peers();
     if peers.is_empty() {
         return;
     }

@@ -8,8 +8,7 @@ use canhazdb_core::query::{parse_limit, Order};
 use serde_json::Value;
 
 use super::local::{self, LocalError};
-use crate::server::node::Node;
-use crate::server::system;
+use super::Cluster;
 
 /// What an internal request failed with: BAD_REQUEST (121) or SERVER_ERROR (124).
 pub struct InternalFailure {
@@ -52,22 +51,25 @@ fn server_error(message: impl ToString) -> InternalFailure {
     }
 }
 
-pub async fn handle(node: &Arc<Node>, request: InternalRequest) -> Result<InternalReply, InternalFailure> {
-    let cluster = &node.cluster;
+pub async fn handle(
+    cluster: &Arc<Cluster>,
+    request: InternalRequest,
+) -> Result<InternalReply, InternalFailure> {
+    let view = &cluster.view;
     Ok(match request {
         InternalRequest::Hello(hello) => {
-            cluster.learn(&hello);
-            if let Some(peer) = cluster.peer(&hello.member.name) {
+            view.learn(&hello);
+            if let Some(peer) = view.peer(&hello.member.name) {
                 peer.observe(hello.healthy, hello.raft_initialized);
             }
-            InternalReply::Hello(node.hello())
+            InternalReply::Hello(cluster.hello())
         }
         InternalRequest::StoreReplica {
             collection,
             document,
             replicas,
         } => {
-            node.store.insert(&collection, document, replicas).await?;
+            cluster.store.insert(&collection, document, replicas).await?;
             InternalReply::Done
         }
         InternalRequest::Find {
@@ -89,9 +91,9 @@ pub async fn handle(node: &Arc<Node>, request: InternalRequest) -> Result<Intern
                 .map(|limit| parse_limit(&Value::from(limit)))
                 .transpose()
                 .map_err(bad_request)?;
-            let node = node.clone();
+            let cluster = cluster.clone();
             let documents = tokio::task::spawn_blocking(move || {
-                local::find(&node, &collection, &query, order.as_ref(), limit, &online)
+                local::find(&cluster, &collection, &query, order.as_ref(), limit, &online)
             })
             .await
             .map_err(server_error)??;
@@ -105,17 +107,17 @@ pub async fn handle(node: &Arc<Node>, request: InternalRequest) -> Result<Intern
             let query = ReadOptions::with_query(query)
                 .parse_query()
                 .map_err(bad_request)?;
-            let node = node.clone();
+            let cluster = cluster.clone();
             let count =
-                tokio::task::spawn_blocking(move || local::count(&node, &collection, &query, &online))
+                tokio::task::spawn_blocking(move || local::count(&cluster, &collection, &query, &online))
                     .await
                     .map_err(server_error)??;
             InternalReply::Count(count)
         }
-        InternalRequest::Notifys => InternalReply::Documents(system::local_notifys(node)),
+        InternalRequest::Notifys => InternalReply::Documents(local::notifys(cluster)),
         InternalRequest::Collections { online } => {
-            let node = node.clone();
-            let collections = tokio::task::spawn_blocking(move || local::collections(&node, &online))
+            let cluster = cluster.clone();
+            let collections = tokio::task::spawn_blocking(move || local::collections(&cluster, &online))
                 .await
                 .map_err(server_error)??;
             InternalReply::Collections(collections)
@@ -125,15 +127,15 @@ pub async fn handle(node: &Arc<Node>, request: InternalRequest) -> Result<Intern
             query,
             change,
             online,
-        } => InternalReply::Changed(local::update(node, &collection, query, change, &online).await?),
+        } => InternalReply::Changed(local::update(cluster, &collection, query, change, &online).await?),
         InternalRequest::Publish { paths } => {
             for path in &paths {
-                node.notify.publish(path);
+                cluster.subscribers.deliver(path);
             }
             InternalReply::Done
         }
         InternalRequest::RecordRepairs { repairs } => {
-            let log = cluster.repair_log.clone();
+            let log = view.repair_log.clone();
             tokio::task::spawn_blocking(move || log.add(&repairs))
                 .await
                 .map_err(server_error)?
@@ -141,7 +143,7 @@ pub async fn handle(node: &Arc<Node>, request: InternalRequest) -> Result<Intern
             InternalReply::Done
         }
         InternalRequest::FetchRepairs { target } => {
-            let log = cluster.repair_log.clone();
+            let log = view.repair_log.clone();
             let repairs = tokio::task::spawn_blocking(move || log.for_target(&target))
                 .await
                 .map_err(server_error)?
@@ -149,7 +151,7 @@ pub async fn handle(node: &Arc<Node>, request: InternalRequest) -> Result<Intern
             InternalReply::Repairs(repairs)
         }
         InternalRequest::AckRepairs { target, ids } => {
-            let log = cluster.repair_log.clone();
+            let log = view.repair_log.clone();
             tokio::task::spawn_blocking(move || log.remove(&target, &ids))
                 .await
                 .map_err(server_error)?
@@ -157,14 +159,14 @@ pub async fn handle(node: &Arc<Node>, request: InternalRequest) -> Result<Intern
             InternalReply::Done
         }
         InternalRequest::FetchDocument { collection, id } => {
-            InternalReply::Document(local::fetch(node, &collection, &id)?)
+            InternalReply::Document(local::fetch(cluster, &collection, &id)?)
         }
         InternalRequest::JoinRaft { member } => {
-            node.join_raft(&member).await.map_err(server_error)?;
+            cluster.join_raft(&member).await.map_err(server_error)?;
             InternalReply::Done
         }
         InternalRequest::Raft(message) => {
-            InternalReply::Raft(node.handle_raft(message).await.map_err(server_error)?)
+            InternalReply::Raft(cluster.handle_raft(message).await.map_err(server_error)?)
         }
     })
 }

@@ -10,7 +10,7 @@ use canhazdb_core::query::{Order, Query};
 use canhazdb_core::replica::is_primary;
 use serde_json::{json, Value};
 
-use crate::server::node::Node;
+use super::Cluster;
 use crate::storage::{Mutation, ReadRequest, StorageError};
 
 /// The primary-replica rule under the coordinator's `online` view: does this
@@ -51,45 +51,50 @@ fn parse_query(query: Option<Value>) -> Result<Query, LocalError> {
 /// Documents this node reports for a GET: ordered, limited, filtered by the
 /// primary-replica rule unless the node is alone.
 pub fn find(
-    node: &Node,
+    cluster: &Cluster,
     collection: &str,
     query: &Query,
     order: Option<&Order>,
     limit: Option<usize>,
     online: &[String],
 ) -> Result<Vec<Value>, StorageError> {
-    let filter = PrimaryFilter::new(node.cluster.name(), online);
+    let filter = PrimaryFilter::new(cluster.view.name(), online);
     let reported = |replicas: &[String]| filter.reports(replicas);
     let request = ReadRequest {
         query,
         order,
         limit,
-        reported: (!node.cluster.is_alone()).then_some(&reported as _),
+        reported: (!cluster.view.is_alone()).then_some(&reported as _),
     };
-    let stored = node.store.find(collection, &request)?;
+    let stored = cluster.store.find(collection, &request)?;
     Ok(stored.into_iter().map(|stored| stored.document).collect())
 }
 
 /// How many documents this node reports for a COUNT.
-pub fn count(node: &Node, collection: &str, query: &Query, online: &[String]) -> Result<u64, StorageError> {
-    let filter = PrimaryFilter::new(node.cluster.name(), online);
+pub fn count(
+    cluster: &Cluster,
+    collection: &str,
+    query: &Query,
+    online: &[String],
+) -> Result<u64, StorageError> {
+    let filter = PrimaryFilter::new(cluster.view.name(), online);
     let reported = |replicas: &[String]| filter.reports(replicas);
-    let reported = (!node.cluster.is_alone()).then_some(&reported as _);
-    node.store.count(collection, query, reported)
+    let reported = (!cluster.view.is_alone()).then_some(&reported as _);
+    cluster.store.count(collection, query, reported)
 }
 
 /// This node's share of system.collections under `online`: each collection
 /// it holds with the number of its documents this node reports.
-pub fn collections(node: &Node, online: &[String]) -> Result<Vec<(String, u64)>, StorageError> {
-    let collections = node.store.collections()?;
-    if node.cluster.is_alone() {
+pub fn collections(cluster: &Cluster, online: &[String]) -> Result<Vec<(String, u64)>, StorageError> {
+    let collections = cluster.store.collections()?;
+    if cluster.view.is_alone() {
         return Ok(collections);
     }
     let all = Query::match_all();
     collections
         .into_iter()
         .map(|(name, _)| {
-            let reported = count(node, &name, &all, online)?;
+            let reported = count(cluster, &name, &all, online)?;
             Ok((name, reported))
         })
         .collect()
@@ -98,7 +103,7 @@ pub fn collections(node: &Node, online: &[String]) -> Result<Vec<(String, u64)>,
 /// Applies a PUT/PATCH/DELETE to this node's replicas; reports every changed
 /// document with its replica list, marking those this node is primary for.
 pub async fn update(
-    node: &Node,
+    cluster: &Cluster,
     collection: &str,
     query: Option<Value>,
     change: Change,
@@ -107,18 +112,20 @@ pub async fn update(
     let query = parse_query(query)?;
     let changed = match change {
         Change::Replace(document) => {
-            node.store
+            cluster
+                .store
                 .update(collection, query, Mutation::Replace(Value::Object(document)))
                 .await?
         }
         Change::Merge(patch) => {
-            node.store
+            cluster
+                .store
                 .update(collection, query, Mutation::Merge(patch))
                 .await?
         }
-        Change::Delete => node.store.delete(collection, query).await?,
+        Change::Delete => cluster.store.delete(collection, query).await?,
     };
-    let filter = PrimaryFilter::new(node.cluster.name(), online);
+    let filter = PrimaryFilter::new(cluster.view.name(), online);
     Ok(changed
         .into_iter()
         .map(|changed| ChangedReplica {
@@ -130,11 +137,11 @@ pub async fn update(
 }
 
 /// This node's copy of one document.
-pub fn fetch(node: &Node, collection: &str, id: &str) -> Result<Option<ReplicaCopy>, StorageError> {
+pub fn fetch(cluster: &Cluster, collection: &str, id: &str) -> Result<Option<ReplicaCopy>, StorageError> {
     let query = Query::parse(&json!({ "id": id })).unwrap_or_default();
     let mut request = ReadRequest::new(&query);
     request.limit = Some(1);
-    let found = node.store.find(collection, &request)?;
+    let found = cluster.store.find(collection, &request)?;
     Ok(found.into_iter().next().map(|stored| ReplicaCopy {
         document: stored.document,
         replicas: stored.replicas,
@@ -144,19 +151,32 @@ pub fn fetch(node: &Node, collection: &str, id: &str) -> Result<Option<ReplicaCo
 /// Makes this node's copy of a document equal `copy` (or absent): used by
 /// repairs, under the collection's lock.
 pub async fn overwrite(
-    node: &Node,
+    cluster: &Cluster,
     collection: &str,
     id: &str,
     copy: Option<ReplicaCopy>,
 ) -> Result<(), StorageError> {
     let query = Query::parse(&json!({ "id": id })).unwrap_or_default();
-    node.store.delete(collection, query).await?;
+    cluster.store.delete(collection, query).await?;
     if let Some(copy) = copy {
-        if copy.replicas.iter().any(|replica| replica == node.cluster.name()) {
-            node.store
+        if copy.replicas.iter().any(|replica| replica == cluster.view.name()) {
+            cluster
+                .store
                 .insert(collection, copy.document, copy.replicas)
                 .await?;
         }
     }
     Ok(())
+}
+
+/// This node's share of system.notifys: its own notify registrations.
+pub fn notifys(cluster: &Cluster) -> Vec<Value> {
+    cluster
+        .subscribers
+        .registrations()
+        .into_iter()
+        .map(|(connection, pattern)| {
+            json!({"id": format!("{}:{connection}:{pattern}", cluster.name()), "notifyPath": pattern})
+        })
+        .collect()
 }

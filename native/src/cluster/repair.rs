@@ -11,19 +11,17 @@ use std::sync::Arc;
 
 use canhazdb_core::internal::{InternalReply, InternalRequest, Repair};
 
-use super::local;
-use super::RepairState;
-use crate::server::node::Node;
+use super::{local, Cluster, RepairState};
 
 /// One repair round: fetch this node's records from every reachable peer,
 /// apply them, acknowledge them. Updates the node's repair state.
-pub async fn run_round(node: &Arc<Node>) {
-    let cluster = &node.cluster;
-    let peers = cluster.reachable_peers();
-    if !canhazdb_core::health::has_majority(cluster.known_names().len(), peers.len() + 1) {
+pub async fn run_round(cluster: &Arc<Cluster>) {
+    let view = &cluster.view;
+    let peers = view.reachable_peers();
+    if !canhazdb_core::health::has_majority(view.known_names().len(), peers.len() + 1) {
         return; // Unhealthy anyway; records may sit on nodes out of reach.
     }
-    let me = cluster.name().to_owned();
+    let me = view.name().to_owned();
     let mut records: BTreeMap<String, Repair> = BTreeMap::new();
     let mut holders: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for peer in &peers {
@@ -39,14 +37,14 @@ pub async fn run_round(node: &Arc<Node>) {
         }
     }
     if records.is_empty() {
-        cluster.set_repair_state(RepairState {
+        view.set_repair_state(RepairState {
             checked: true,
             pending: 0,
         });
         return;
     }
-    cluster.set_repair_state(RepairState {
-        checked: cluster.repair_state().checked,
+    view.set_repair_state(RepairState {
+        checked: view.repair_state().checked,
         pending: records.len(),
     });
     tracing::info!(count = records.len(), "applying repairs");
@@ -64,11 +62,11 @@ pub async fn run_round(node: &Arc<Node>) {
     for (collection, documents) in by_collection {
         // Never wait here (this runs in the node's background loop): a
         // collection someone else has locked is repaired in a later round.
-        let Ok(Some(_lease)) = node.write_leases.enter(&collection, true, true).await else {
+        let Ok(Some(_lease)) = cluster.write_leases.enter(&collection, true, true).await else {
             continue;
         };
         for (document_id, deleted) in documents {
-            if repair_document(node, &collection, &document_id, deleted).await {
+            if repair_document(cluster, &collection, &document_id, deleted).await {
                 repaired_documents.insert((collection.clone(), document_id));
             }
         }
@@ -99,8 +97,8 @@ pub async fn run_round(node: &Arc<Node>) {
         }
     }
     let pending = records.len() - applied.len();
-    cluster.set_repair_state(RepairState {
-        checked: pending == 0 || cluster.repair_state().checked,
+    view.set_repair_state(RepairState {
+        checked: pending == 0 || view.repair_state().checked,
         pending,
     });
 }
@@ -113,21 +111,21 @@ pub async fn run_round(node: &Arc<Node>) {
 /// repaired. When no serving peer has the document and a missed write
 /// deleted it, the local copy goes too; otherwise the local copy is kept
 /// rather than risk losing the only current one.
-async fn repair_document(node: &Arc<Node>, collection: &str, document_id: &str, deleted: bool) -> bool {
+async fn repair_document(cluster: &Arc<Cluster>, collection: &str, document_id: &str, deleted: bool) -> bool {
     let request = InternalRequest::FetchDocument {
         collection: collection.to_owned(),
         id: document_id.to_owned(),
     };
     let mut copy = None;
-    for peer in node.cluster.peers().into_iter().filter(|peer| peer.is_serving()) {
+    for peer in cluster.view.peers().into_iter().filter(|peer| peer.is_serving()) {
         if let Ok(InternalReply::Document(Some(found))) = peer.call(&request).await {
             copy = Some(found);
             break;
         }
     }
     let result = match copy {
-        Some(copy) => local::overwrite(node, collection, document_id, Some(copy)).await,
-        None if deleted => local::overwrite(node, collection, document_id, None).await,
+        Some(copy) => local::overwrite(cluster, collection, document_id, Some(copy)).await,
+        None if deleted => local::overwrite(cluster, collection, document_id, None).await,
         None => {
             tracing::warn!(
                 collection,

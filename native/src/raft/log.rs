@@ -24,7 +24,7 @@ use super::config::RaftOptions;
 use super::error::RaftError;
 use super::node::RaftNode;
 use super::transport::RaftTransport;
-use crate::server::locks::{BoxFuture, LockCommand, LockLog, LockManager, LockResponse, LogError};
+use crate::locks::{BoxFuture, LockCommand, LockLog, LockManager, LockResponse, LogError};
 
 /// A [`LockLog`] that orders commands through a [`RaftNode`].
 #[derive(Clone, Default)]

@@ -1,8 +1,8 @@
 //! Cluster-wide lock state agreed through Raft (openraft 0.9).
 //!
-//! Every [`LockCommand`](crate::server::locks::LockCommand) of a cluster is
+//! Every [`LockCommand`](crate::locks::LockCommand) of a cluster is
 //! an entry of one Raft log; each node's state machine applies the
-//! committed entries to its [`LockManager`](crate::server::locks::LockManager),
+//! committed entries to its [`LockManager`](crate::locks::LockManager),
 //! so all nodes hold the same lock table and each fires its own lock
 //! waiters as grants apply.
 //!

@@ -16,7 +16,7 @@ use super::network::Network;
 use super::state_machine::LockStateMachine;
 use super::transport::{RaftReply, RaftRequest, RaftTransport};
 use super::types::{node_id_for, NodeId, RaftMember, TypeConfig};
-use crate::server::locks::LockManager;
+use crate::locks::LockManager;
 
 /// Pause between two tries of a request that found no leader.
 pub(crate) const RETRY_PAUSE: Duration = Duration::from_millis(50);

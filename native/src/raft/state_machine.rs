@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use super::db::{self, blocking, json_error, OrStorage, SNAPSHOT, SNAPSHOT_DATA, SNAPSHOT_META};
 use super::types::{NodeId, RaftMember, TypeConfig};
-use crate::server::locks::{LockManager, LockResponse};
+use crate::locks::{LockManager, LockResponse};
 
 type Entry = openraft::Entry<TypeConfig>;
 type Meta = SnapshotMeta<NodeId, RaftMember>;

@@ -8,7 +8,7 @@ use super::error::RaftError;
 use super::node::{RaftNode, Route, RETRY_PAUSE};
 use super::transport::{RaftReply, RaftRequest};
 use super::types::RaftMember;
-use crate::server::locks::{LockCommand, LockManager, LockResponse};
+use crate::locks::{LockCommand, LockManager, LockResponse};
 
 impl RaftNode {
     /// Orders `command` through the Raft log and returns what applying it

@@ -13,7 +13,7 @@ use openraft::raft::{
 use serde::{Deserialize, Serialize};
 
 use super::types::{NodeId, RaftMember, TypeConfig};
-use crate::server::locks::{BoxFuture, LockCommand, LockResponse};
+use crate::locks::{BoxFuture, LockCommand, LockResponse};
 
 /// One Raft message between nodes, serialised with serde_json on the wire.
 #[derive(Debug, Serialize, Deserialize)]

@@ -5,7 +5,7 @@ use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
-use crate::server::locks::{LockCommand, LockResponse};
+use crate::locks::{LockCommand, LockResponse};
 
 openraft::declare_raft_types!(
     /// Types of the lock Raft: entries carry [`LockCommand`]s, applying one

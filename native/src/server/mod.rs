@@ -1,36 +1,24 @@
-//! The canhazdb server: a node that answers the protocol of
-//! `shared/spec/protocol.md`.
+//! The edge of a node: listeners and transports. It turns bytes into
+//! request frames for the node and the node's reply frames back into bytes,
+//! with per-connection limits; it knows nothing of peers or storage.
 //!
 //! * [`tcp`] — the TCP transport (accept loop, frame reading and writing).
 //! * [`websocket`] — the WebSocket transport for browsers (one frame per binary message).
 //! * [`session`] — one connection, whatever its transport.
-//! * [`handler`] — one request to one reply.
-//! * [`locks`], [`notify`], [`system`] — locks, notify delivery, system collections.
-//! * [`node`] — the state a node shares between its connections.
 
-pub mod handler;
-pub mod locks;
-pub mod node;
-pub mod notify;
 pub mod session;
-pub mod system;
 pub mod tcp;
 pub mod websocket;
-pub mod write_lease;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket};
-use tokio_util::sync::CancellationToken;
 
-use crate::cluster::consensus::{Consensus, PeerTransport};
-use crate::cluster::{background, Cluster};
-use crate::raft::{self, RaftOptions};
-use crate::storage::{StorageError, Store, StoreOptions};
-use node::Node;
+use crate::node::{self, Node, NodeConfig, NodeError};
+
+pub use crate::node::default_node_name;
 
 /// How to run a node.
 #[derive(Debug, Clone)]
@@ -48,27 +36,25 @@ pub struct ServerConfig {
     pub ws: Option<String>,
 }
 
+impl ServerConfig {
+    fn node_config(&self) -> NodeConfig {
+        NodeConfig {
+            data_dir: self.data_dir.clone(),
+            node_name: self.node_name.clone(),
+            join: self.join.clone(),
+            replicas: self.replicas,
+            max_frame_bytes: self.max_frame_bytes,
+        }
+    }
+}
+
 /// Why a server could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("cannot listen on {address}: {source}")]
     Listen { address: String, source: std::io::Error },
-    #[error("cannot open the data directory: {0}")]
-    Storage(#[from] StorageError),
-    #[error("cannot load the cluster state: {0}")]
-    Cluster(std::io::Error),
-    #[error("cannot start the lock group: {0}")]
-    Raft(String),
-}
-
-/// The default node name: the machine's host name.
-pub fn default_node_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|name| name.trim().to_owned())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "canhazdb".to_owned())
+    #[error(transparent)]
+    Node(#[from] NodeError),
 }
 
 /// Pending connections the kernel may queue before accept. tokio's default
@@ -102,16 +88,11 @@ pub struct RunningServer {
     node: Arc<Node>,
     local_addr: SocketAddr,
     ws_local_addr: Option<SocketAddr>,
-    shutdown: CancellationToken,
 }
 
-/// How long a clean stop waits for requests in flight.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
-
 impl RunningServer {
-    /// Opens storage, binds the port and starts accepting connections.
+    /// Binds the ports, opens the node and starts accepting connections.
     pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
-        let store = Store::open(&config.data_dir, StoreOptions::default())?;
         let address = format!("{}:{}", config.host, config.port);
         let listener = listen(&address)
             .await
@@ -131,67 +112,23 @@ impl RunningServer {
             .as_ref()
             .and_then(|listener| listener.local_addr().ok());
         let me = node::member(&config.node_name, &config.host, local_addr.port());
-        let (me_name, me_address) = (me.name.clone(), me.address.clone());
-        let cluster = Cluster::open(&config.data_dir, me, &config.join, config.replicas)
-            .map_err(ServerError::Cluster)?;
-        let transport = Arc::new(PeerTransport::default());
-        let (raft, locks) = raft::start_with_locks(
-            &me_name,
-            &me_address,
-            &config.data_dir,
-            transport.clone(),
-            RaftOptions::default(),
-        )
-        .await
-        .map_err(|error| ServerError::Raft(error.to_string()))?;
-        if cluster.is_alone() {
-            // Alone: locks must work from the first request on.
-            raft.initialize_alone()
-                .await
-                .map_err(|error| ServerError::Raft(error.to_string()))?;
-        }
-        let node = Arc::new(Node::new(
-            cluster,
-            store,
-            locks,
-            Consensus::new(raft),
-            config.max_frame_bytes,
-        ));
-        transport.attach(&node);
-        if node.cluster.is_alone() {
-            // A group of one elects itself within moments; serve once it has.
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-            while !node.consensus.release_stale_locks(&node.name, &node.locks).await
-                && tokio::time::Instant::now() < deadline
-            {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-        let shutdown = CancellationToken::new();
-        node.tasks.spawn(tcp::accept_loop(
-            node.clone(),
-            listener,
-            shutdown.clone(),
-            "TCP",
-            tcp::serve,
-        ));
+        let node = Node::open(&config.node_config(), me).await?;
+        node.tasks
+            .spawn(tcp::accept_loop(node.clone(), listener, "TCP", tcp::serve));
         if let Some(listener) = ws_listener {
             node.tasks.spawn(tcp::accept_loop(
                 node.clone(),
                 listener,
-                shutdown.clone(),
                 "WebSocket",
                 websocket::serve,
             ));
             tracing::info!(ws_local_addr = ?ws_local_addr, "accepting WebSocket connections");
         }
-        node.tasks.spawn(background::run(node.clone(), shutdown.clone()));
         tracing::info!(node = %config.node_name, %local_addr, data_dir = %config.data_dir.display(), "canhazdb started");
         Ok(RunningServer {
             node,
             local_addr,
             ws_local_addr,
-            shutdown,
         })
     }
 
@@ -211,19 +148,7 @@ impl RunningServer {
     /// Stops accepting, lets requests in flight finish (bounded), closes
     /// every connection and flushes storage.
     pub async fn shutdown(self) -> Result<(), ServerError> {
-        self.node.begin_stopping();
-        self.shutdown.cancel();
-        self.node.tasks.close();
-        if tokio::time::timeout(DRAIN_TIMEOUT, self.node.tasks.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!("requests still running after {DRAIN_TIMEOUT:?}; closing storage anyway");
-        }
-        self.node.consensus.raft.shutdown().await;
-        let store = self.node.store.clone();
-        drop(self.node);
-        store.close().await?;
+        self.node.close().await?;
         tracing::info!("canhazdb stopped");
         Ok(())
     }

@@ -12,13 +12,9 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use super::handler;
-use super::locks::LockOwner;
-use super::node::Node;
-use super::notify::Outlet;
-
-/// A node-local connection number.
-pub type ConnectionId = u64;
+use crate::node::connection::{Connection, ConnectionId};
+use crate::node::notify::Outlet;
+use crate::node::{dispatch, Node};
 
 /// Frames waiting to be written per connection; a full queue slows replies
 /// (backpressure) and closes a connection that does not read its pushes.
@@ -28,17 +24,10 @@ pub const OUTGOING_QUEUE_FRAMES: usize = 4096;
 /// whether it can send READY yet.
 const READY_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// What a request handler knows about its connection.
-pub struct SessionContext {
-    pub connection: ConnectionId,
-    pub outlet: Outlet,
-    pub owner: LockOwner,
-}
-
 /// A live connection.
 pub struct Session {
     node: Arc<Node>,
-    context: Arc<SessionContext>,
+    context: Arc<Connection>,
     permits: Arc<Semaphore>,
 }
 
@@ -48,18 +37,10 @@ impl Session {
     /// session must end (server shutdown or a slow consumer).
     pub fn open(node: Arc<Node>, close: CancellationToken) -> (Session, mpsc::Receiver<Bytes>) {
         let (sender, receiver) = mpsc::channel(OUTGOING_QUEUE_FRAMES);
-        let connection = node.next_connection_id();
-        let context = Arc::new(SessionContext {
-            connection,
-            outlet: Outlet {
-                frames: sender,
-                close,
-            },
-            owner: LockOwner {
-                origin: node.name.clone(),
-                connection,
-            },
-        });
+        let context = Arc::new(node.connection(Outlet {
+            frames: sender,
+            close,
+        }));
         let ready = Frame::empty(PUSH_ID, Command::Ready.as_u8()).to_bytes();
         if node.health().is_healthy() {
             let _ = context.outlet.frames.try_send(ready);
@@ -92,7 +73,7 @@ impl Session {
     }
 
     pub fn connection(&self) -> ConnectionId {
-        self.context.connection
+        self.context.id
     }
 
     /// Handles one request frame concurrently with the others. Waits while
@@ -104,7 +85,7 @@ impl Session {
         let node = self.node.clone();
         let context = self.context.clone();
         self.node.tasks.spawn(async move {
-            let handled = handler::handle(&node, &context, frame).await;
+            let handled = dispatch::handle(&node, &context, frame).await;
             // Queue the reply, then release the write's lock with no await
             // point in between (when the queue has room): the client hears
             // back before anyone else is granted the lock, and system.locks
@@ -132,20 +113,9 @@ impl Session {
         let _ = self.context.outlet.frames.send(frame.to_bytes()).await;
     }
 
-    /// Releases what the connection held: its locks (granted and queued) and
-    /// its notify registrations. Requests still running finish on their own.
+    /// Releases what the connection held (its locks and its notify
+    /// registrations). Requests still running finish on their own.
     pub async fn close(self) {
-        // Cancel first: a LOCK still being handled checks this flag after it
-        // is granted, so it cannot slip in after the release below.
-        self.context.outlet.close.cancel();
-        self.node.notify.remove_connection(self.context.connection);
-        // Most connections never lock: skip the Raft round trip for them. A
-        // LOCK still in flight re-checks the close flag once it is granted.
-        if self.node.is_stopping() || !self.node.locks.has_locks_of(&self.context.owner) {
-            return;
-        }
-        if let Err(error) = self.node.locks.release_connection(&self.context.owner).await {
-            tracing::warn!(%error, connection = self.context.connection, "could not release a closed connection's locks");
-        }
+        self.node.connection_closed(&self.context).await;
     }
 }

@@ -10,21 +10,21 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::node::Node;
 use super::session::Session;
+use crate::node::Node;
 
-/// Accepts connections until `shutdown` is cancelled, and serves each with
-/// `serve` (this module's for TCP, the WebSocket module's for browsers).
+/// Accepts connections until the node stops, and serves each with `serve`
+/// (this module's for TCP, the WebSocket module's for browsers).
 pub async fn accept_loop<Serve, Served>(
     node: Arc<Node>,
     listener: TcpListener,
-    shutdown: CancellationToken,
     transport: &'static str,
     serve: Serve,
 ) where
     Serve: Fn(Arc<Node>, TcpStream, CancellationToken) -> Served,
     Served: std::future::Future<Output = ()> + Send + 'static,
 {
+    let shutdown = node.shutdown.clone();
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,

@@ -31,8 +31,8 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
-use super::node::Node;
 use super::session::Session;
+use crate::node::Node;
 
 /// What a text message is told.
 pub const TEXT_MESSAGE_ERROR: &str =

@@ -12,7 +12,8 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::session::ConnectionId;
+use super::connection::ConnectionId;
+use crate::cluster::LocalSubscribers;
 
 /// Where a connection's pushed frames go, and how to close it when it cannot
 /// keep up.
@@ -67,13 +68,15 @@ impl NotifyHub {
         inner.registry.remove_subscriber(&connection);
         inner.outlets.remove(&connection);
     }
+}
 
+impl LocalSubscribers for NotifyHub {
     /// Pushes `path` once to every connection with a matching pattern.
     ///
     /// A connection whose outgoing queue is full is not reading its socket;
     /// rather than buffer without bound or drop notifications silently, it is
     /// closed (like Redis' client output buffer limit).
-    pub fn publish(&self, path: &str) {
+    fn deliver(&self, path: &str) {
         let inner = self.inner();
         if inner.registry.is_empty() {
             return;
@@ -97,8 +100,7 @@ impl NotifyHub {
         }
     }
 
-    /// Every registration, for system.notifys.
-    pub fn registrations(&self) -> Vec<(ConnectionId, String)> {
+    fn registrations(&self) -> Vec<(ConnectionId, String)> {
         let inner = self.inner();
         inner
             .registry

@@ -1,5 +1,9 @@
 //! Cluster-wide locks, seen from one node.
 //!
+//! * this module — the lock table behind a log ([`LockManager`], [`LockLog`]).
+//! * [`lease`] — the collection lock a write holds for its duration, shared
+//!   between the writes a node coordinates at once.
+//!
 //! The state is the core [`LockTable`]; every change to it is a
 //! [`LockCommand`] that goes through a [`LockLog`] before it is applied with
 //! [`LockManager::apply`]. Applying is deterministic, so every node that
@@ -7,6 +11,8 @@
 //! single node the log applies at once ([`LocalLockLog`]); a cluster backs the
 //! same seam with a Raft log. Waiting for grants and releases happens here,
 //! driven by what each node applies, so it works the same on both.
+
+pub mod lease;
 
 use std::collections::HashMap;
 use std::future::Future;

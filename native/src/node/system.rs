@@ -5,7 +5,7 @@ use std::sync::Arc;
 use canhazdb_core::message::Selection;
 use serde_json::{json, Value};
 
-use super::node::{split_address, status_text, Node};
+use super::{split_address, status_text, Node};
 use crate::cluster::coordinator::{self, CoordinatorError};
 
 /// The documents of system collection `collection`, or `None` if there is no
@@ -13,7 +13,7 @@ use crate::cluster::coordinator::{self, CoordinatorError};
 pub async fn documents(node: &Arc<Node>, collection: &str) -> Result<Option<Vec<Value>>, CoordinatorError> {
     let documents = match collection {
         // Counted across the cluster: a node holds only some replicas.
-        "system.collections" => coordinator::collections(node)
+        "system.collections" => coordinator::collections(&node.cluster)
             .await?
             .into_iter()
             .map(|(collection_id, count)| {
@@ -22,6 +22,7 @@ pub async fn documents(node: &Arc<Node>, collection: &str) -> Result<Option<Vec<
             .collect(),
         "system.nodes" => node
             .cluster
+            .view
             .node_views(node.health().is_healthy())
             .into_iter()
             .map(|view| {
@@ -45,21 +46,10 @@ pub async fn documents(node: &Arc<Node>, collection: &str) -> Result<Option<Vec<
             .map(|lock| json!({"id": lock.id, "path": lock.key, "origin": lock.origin}))
             .collect(),
         // Every registration in the cluster, like system.locks.
-        "system.notifys" => coordinator::notifys(node).await?,
+        "system.notifys" => coordinator::notifys(&node.cluster).await?,
         _ => return Ok(None),
     };
     Ok(Some(documents))
-}
-
-/// This node's notify registrations as system.notifys documents.
-pub fn local_notifys(node: &Node) -> Vec<Value> {
-    node.notify
-        .registrations()
-        .into_iter()
-        .map(|(connection, pattern)| {
-            json!({"id": format!("{}:{connection}:{pattern}", node.name), "notifyPath": pattern})
-        })
-        .collect()
 }
 
 /// QUERY, ORDER, LIMIT and FIELDS over documents held in memory.

@@ -1,7 +1,7 @@
 //! Answers one request frame (spec section 3). Every request gets exactly
 //! one reply frame carrying its id. Client commands are coordinated across
 //! the cluster ([`crate::cluster::coordinator`]); node-to-node requests go to
-//! [`crate::cluster::internal`].
+//! [`crate::cluster::internal`]; system collections are built here.
 
 use std::sync::Arc;
 
@@ -13,13 +13,12 @@ use canhazdb_core::notify::{notify_path, Method};
 use canhazdb_core::protocol::{Code, Command, LockStrategy, Status};
 use serde_json::Value;
 
-use super::locks::LockFailure;
-use super::node::Node;
-use super::session::SessionContext;
-use super::system;
-use super::write_lease::WriteGuard;
+use super::connection::Connection;
+use super::{system, Node};
 use crate::cluster::coordinator::{self, CoordinatorError};
 use crate::cluster::internal;
+use crate::locks::lease::WriteGuard;
+use crate::locks::LockFailure;
 use crate::storage::StorageError;
 
 /// A failed request: the status and message of its reply.
@@ -78,9 +77,9 @@ pub struct Handled {
 }
 
 /// The reply frame for `frame`.
-pub async fn handle(node: &Arc<Node>, session: &SessionContext, frame: Frame) -> Handled {
+pub async fn handle(node: &Arc<Node>, connection: &Connection, frame: Frame) -> Handled {
     let mut lease = None;
-    let reply = match answer(node, session, &frame, &mut lease).await {
+    let reply = match answer(node, connection, &frame, &mut lease).await {
         Ok(reply) => reply,
         Err(Failure(status, Some(message))) => Reply::error(status, message),
         Err(Failure(status, None)) => Reply::new(status),
@@ -94,7 +93,7 @@ pub async fn handle(node: &Arc<Node>, session: &SessionContext, frame: Frame) ->
 
 async fn answer(
     node: &Arc<Node>,
-    session: &SessionContext,
+    connection: &Connection,
     frame: &Frame,
     lease: &mut Option<WriteGuard>,
 ) -> Outcome {
@@ -110,7 +109,7 @@ async fn answer(
     // (a node that is repairing may be waiting for exactly that lock).
     let always_served = match &envelope.request {
         Request::Info => true,
-        Request::Unlock { lock_id } => node.locks.is_owned_by(lock_id, &session.owner),
+        Request::Unlock { lock_id } => node.locks.is_owned_by(lock_id, &connection.owner),
         _ => false,
     };
     if envelope.origin == Origin::External && !always_served && !node.health().is_healthy() {
@@ -126,9 +125,12 @@ async fn answer(
             lock,
         } => {
             *lease = wait_for_lock(node, &collection, &lock).await?;
-            let document = coordinator::post(node, collection.as_str(), document).await?;
+            let document = coordinator::post(&node.cluster, collection.as_str(), document).await?;
             let id = document.get("id").and_then(Value::as_str).unwrap_or_default();
-            coordinator::publish(node, vec![notify_path(Method::Post, collection.as_str(), id)]);
+            coordinator::publish(
+                &node.cluster,
+                vec![notify_path(Method::Post, collection.as_str(), id)],
+            );
             Ok(Reply::with_data(Status::Created, document))
         }
         Request::Put {
@@ -148,8 +150,8 @@ async fn answer(
             query,
             lock,
         } => update(node, &collection, query, &lock, Change::Delete, lease).await,
-        Request::Lock { key } => lock(node, session, &key).await,
-        Request::Unlock { lock_id } => match node.locks.unlock(&lock_id, &session.owner).await {
+        Request::Lock { key } => lock(node, connection, &key).await,
+        Request::Unlock { lock_id } => match node.locks.unlock(&lock_id, &connection.owner).await {
             Ok(()) => Ok(Reply::with_lock_id(lock_id)),
             Err(LockFailure::Table(_)) => Err(Failure(
                 Status::NotFound,
@@ -159,12 +161,12 @@ async fn answer(
         },
         Request::NotifyOn { pattern } => {
             node.notify
-                .register(session.connection, &pattern, &session.outlet)
+                .register(connection.id, &pattern, &connection.outlet)
                 .map_err(Failure::bad_request)?;
             Ok(Reply::new(Status::Ok))
         }
         Request::NotifyOff { pattern } => {
-            node.notify.unregister(session.connection, &pattern);
+            node.notify.unregister(connection.id, &pattern);
             Ok(Reply::new(Status::Ok))
         }
     }
@@ -174,7 +176,7 @@ async fn answer_internal(node: &Arc<Node>, payload: &[u8]) -> Outcome {
     let Some(request) = InternalRequest::decode_payload(payload)? else {
         return Err(Failure(Status::NotFound, None));
     };
-    match internal::handle(node, request).await {
+    match internal::handle(&node.cluster, request).await {
         Ok(reply) => Ok(reply.into_reply()),
         Err(failure) if failure.bad_request => Err(Failure::bad_request(failure.message)),
         Err(failure) => Err(Failure::server_error(failure.message)),
@@ -184,10 +186,11 @@ async fn answer_internal(node: &Arc<Node>, payload: &[u8]) -> Outcome {
 fn info(node: &Node) -> Reply {
     let nodes: Vec<Value> = node
         .cluster
+        .view
         .node_views(node.health().is_healthy())
         .into_iter()
         .map(|view| {
-            let (host, port) = super::node::split_address(&view.member.address);
+            let (host, port) = super::split_address(&view.member.address);
             serde_json::json!({"host": host, "port": port})
         })
         .collect();
@@ -210,7 +213,7 @@ async fn get(node: &Arc<Node>, collection: &CollectionId, read: &ReadOptions) ->
             Value::Array(system::select(documents, &selection)),
         ));
     }
-    let documents = coordinator::get(node, collection.as_str(), read).await?;
+    let documents = coordinator::get(&node.cluster, collection.as_str(), read).await?;
     Ok(Reply::with_data(Status::Ok, Value::Array(documents)))
 }
 
@@ -223,7 +226,7 @@ async fn count(node: &Arc<Node>, collection: &CollectionId, query: Option<Value>
         let count = documents.iter().filter(|d| query.matches(d)).count();
         return Ok(Reply::with_data(Status::Ok, Value::from(count)));
     }
-    let count = coordinator::count(node, collection.as_str(), query).await?;
+    let count = coordinator::count(&node.cluster, collection.as_str(), query).await?;
     Ok(Reply::with_data(Status::Ok, Value::from(count)))
 }
 
@@ -248,7 +251,7 @@ async fn wait_for_lock(
     if lock.strategy == LockStrategy::Fail {
         return Err(locked(collection));
     }
-    let one_at_a_time = !node.cluster.is_alone();
+    let one_at_a_time = !node.cluster.view.is_alone();
     Ok(node.write_leases.enter(key, one_at_a_time, false).await?)
 }
 
@@ -276,7 +279,7 @@ async fn update(
     *lease = if node.locks.is_held_by(key, lock.lock_id.as_deref()) {
         None
     } else {
-        let one_at_a_time = !node.cluster.is_alone();
+        let one_at_a_time = !node.cluster.view.is_alone();
         let fail_if_locked = lock.strategy == LockStrategy::Fail;
         let lease = node
             .write_leases
@@ -289,24 +292,27 @@ async fn update(
         Change::Merge(_) => Method::Patch,
         Change::Delete => Method::Delete,
     };
-    let ids = coordinator::update(node, key, query, change).await?;
-    coordinator::publish(node, ids.iter().map(|id| notify_path(method, key, id)).collect());
+    let ids = coordinator::update(&node.cluster, key, query, change).await?;
+    coordinator::publish(
+        &node.cluster,
+        ids.iter().map(|id| notify_path(method, key, id)).collect(),
+    );
     Ok(Reply::with_data(
         Status::Ok,
         Value::Array(ids.into_iter().map(Value::String).collect()),
     ))
 }
 
-async fn lock(node: &Node, session: &SessionContext, key: &str) -> Outcome {
-    if session.outlet.close.is_cancelled() {
+async fn lock(node: &Node, connection: &Connection, key: &str) -> Outcome {
+    if connection.outlet.close.is_cancelled() {
         return Err(Failure(Status::ServerClosed, None));
     }
     let entry = node
         .locks
-        .lock(key, &session.owner)
+        .lock(key, &connection.owner)
         .await
         .map_err(|error| Failure(Status::ServerClosed, Some(error.to_string())))?;
-    if session.outlet.close.is_cancelled() {
+    if connection.outlet.close.is_cancelled() {
         // The connection closed while this LOCK waited: nobody could unlock it.
         let _ = node.locks.release(&entry.id).await;
         return Err(Failure(Status::ServerClosed, None));

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use canhazdb_core::lock::LockEntry;
 use tokio::sync::watch;
 
-use super::locks::{new_entry, LockFailure, LockManager, LockOwner, LogError};
+use super::{new_entry, LockFailure, LockManager, LockOwner, LogError};
 
 /// How far a lease's lock entry has got.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,0 +1,271 @@
+//! The cluster as this node sees it: the known members, a link to each
+//! peer with what its heartbeat said, the repair log and this node's own
+//! repair state; and the rules derived from them (the online view, health).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use canhazdb_core::health::{self, Health};
+use canhazdb_core::internal::{Hello, Member};
+
+use super::membership::Membership;
+use super::peer::Peer;
+use super::repair_log::RepairLog;
+
+/// Where this node stands with its own repairs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RepairState {
+    /// A repair round heard from the other nodes at least once since start.
+    pub checked: bool,
+    /// Records known to be waiting for this node.
+    pub pending: usize,
+}
+
+/// The cluster as this node sees it.
+pub struct ClusterView {
+    me: Member,
+    replicas: usize,
+    membership: Mutex<Membership>,
+    /// Links to the other known nodes, by name.
+    peers: RwLock<BTreeMap<String, Arc<Peer>>>,
+    /// Links to `--join` addresses whose node name is not known yet.
+    joins: Mutex<Vec<Arc<Peer>>>,
+    pub repair_log: RepairLog,
+    repair_state: Mutex<RepairState>,
+}
+
+/// How one node of the cluster looks from here (for system.nodes).
+#[derive(Debug, Clone)]
+pub struct NodeView {
+    pub member: Member,
+    pub connected: bool,
+    pub online: bool,
+    pub healthy: bool,
+}
+
+fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl ClusterView {
+    /// Loads the known members from `data_dir` and prepares links to them.
+    pub fn open(
+        data_dir: &Path,
+        me: Member,
+        joins: &[String],
+        replicas: usize,
+    ) -> std::io::Result<ClusterView> {
+        let membership = Membership::load(data_dir, me.clone(), joins)?;
+        let repair_log = RepairLog::open(data_dir).map_err(std::io::Error::other)?;
+        let peers = membership
+            .peers()
+            .into_iter()
+            .map(|member| (member.name.clone(), Arc::new(Peer::new(member))))
+            .collect();
+        let join_links = membership
+            .unresolved_joins()
+            .into_iter()
+            .map(|address| {
+                Arc::new(Peer::new(Member {
+                    name: String::new(),
+                    address,
+                }))
+            })
+            .collect();
+        // A node that knows no other node has nothing to wait for.
+        let alone = membership.len() == 1 && membership.unresolved_joins().is_empty();
+        Ok(ClusterView {
+            me,
+            replicas: replicas.max(1),
+            membership: Mutex::new(membership),
+            peers: RwLock::new(peers),
+            joins: Mutex::new(join_links),
+            repair_log,
+            repair_state: Mutex::new(RepairState {
+                checked: alone,
+                pending: 0,
+            }),
+        })
+    }
+
+    pub fn me(&self) -> &Member {
+        &self.me
+    }
+
+    pub fn name(&self) -> &str {
+        &self.me.name
+    }
+
+    /// R, the replication factor.
+    pub fn replicas(&self) -> usize {
+        self.replicas
+    }
+
+    /// Every known node name, this one included, sorted.
+    pub fn known_names(&self) -> Vec<String> {
+        locked(&self.membership).names()
+    }
+
+    pub fn peers(&self) -> Vec<Arc<Peer>> {
+        self.peers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn peer(&self, name: &str) -> Option<Arc<Peer>> {
+        self.peers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    pub(crate) fn join_links(&self) -> Vec<Arc<Peer>> {
+        locked(&self.joins).clone()
+    }
+
+    /// Whether this node is alone in the cluster (then every shortcut of a
+    /// single node applies: no fan-out, no replica filter).
+    pub fn is_alone(&self) -> bool {
+        let members = locked(&self.membership).len();
+        members == 1 && locked(&self.joins).is_empty()
+    }
+
+    /// The nodes whose replicas answer reads now: this node and every peer
+    /// that is reachable and healthy, sorted. Sent along with every fan-out
+    /// so all nodes apply the same primary-replica rule.
+    pub fn online_view(&self) -> Vec<String> {
+        let mut online: Vec<String> = self
+            .peers()
+            .iter()
+            .filter(|peer| peer.is_serving())
+            .map(|peer| peer.name())
+            .collect();
+        online.push(self.me.name.clone());
+        online.sort();
+        online
+    }
+
+    /// Peers that answer (healthy or not), for writes.
+    pub fn reachable_peers(&self) -> Vec<Arc<Peer>> {
+        self.peers()
+            .into_iter()
+            .filter(|peer| peer.is_reachable())
+            .collect()
+    }
+
+    pub fn repair_state(&self) -> RepairState {
+        *locked(&self.repair_state)
+    }
+
+    pub fn set_repair_state(&self, state: RepairState) {
+        let mut current = locked(&self.repair_state);
+        if *current != state {
+            tracing::info!(
+                checked = state.checked,
+                pending = state.pending,
+                "repair state changed"
+            );
+        }
+        *current = state;
+    }
+
+    /// The majority rule over reachable nodes, and no repairs of its own.
+    pub fn health(&self) -> Health {
+        let members = locked(&self.membership).len();
+        let known = members + locked(&self.joins).len();
+        let reachable = 1 + self.reachable_peers().len();
+        let state = self.repair_state();
+        let pending = if state.checked {
+            state.pending
+        } else {
+            state.pending.max(1)
+        };
+        health::assess(known, reachable, pending)
+    }
+
+    /// What this node tells its peers.
+    pub fn hello(&self, raft_initialized: bool) -> Hello {
+        // Separate statements: health() takes the membership lock itself.
+        let known = locked(&self.membership).members();
+        let healthy = self.health().is_healthy();
+        Hello {
+            member: self.me.clone(),
+            known,
+            healthy,
+            raft_initialized,
+        }
+    }
+
+    /// Learns from a peer's hello: its name and address, and every node it knows.
+    pub fn learn(&self, hello: &Hello) {
+        let mut members = hello.known.clone();
+        members.push(hello.member.clone());
+        let changed = {
+            let mut membership = locked(&self.membership);
+            match membership.merge(members.iter().cloned()) {
+                Ok(changed) => changed,
+                Err(error) => {
+                    tracing::error!(%error, "could not persist cluster members");
+                    true
+                }
+            }
+        };
+        if changed {
+            let known_peers = locked(&self.membership).peers();
+            let mut peers = self.peers.write().unwrap_or_else(|p| p.into_inner());
+            for member in known_peers {
+                match peers.get(&member.name) {
+                    Some(peer) if peer.member() == member => {}
+                    Some(peer) => peer.set_member(member),
+                    None => {
+                        tracing::info!(node = %member.name, address = %member.address, "learned a new node");
+                        peers.insert(member.name.clone(), Arc::new(Peer::new(member)));
+                    }
+                }
+            }
+        }
+    }
+
+    /// A `--join` link answered: it is `hello.member` (maybe this very node).
+    pub fn resolve_join(&self, link: &Arc<Peer>, hello: &Hello) {
+        let address = link.member().address;
+        locked(&self.joins).retain(|join| !Arc::ptr_eq(join, link));
+        if hello.member.name == self.me.name {
+            locked(&self.membership).resolve_join_to_self(&address);
+            return;
+        }
+        self.learn(hello);
+    }
+
+    /// Every known node with its state, for system.nodes and INFO.
+    pub fn node_views(&self, my_health: bool) -> Vec<NodeView> {
+        let members = locked(&self.membership).members();
+        members
+            .into_iter()
+            .map(|member| {
+                if member.name == self.me.name {
+                    return NodeView {
+                        member,
+                        connected: true,
+                        online: true,
+                        healthy: my_health,
+                    };
+                }
+                let peer = self.peer(&member.name);
+                NodeView {
+                    connected: peer
+                        .as_ref()
+                        .is_some_and(|p| p.is_connected() && p.is_reachable()),
+                    online: peer.as_ref().is_some_and(|p| p.is_reachable()),
+                    healthy: peer.as_ref().is_some_and(|p| p.is_serving()),
+                    member,
+                }
+            })
+            .collect()
+    }
+}
