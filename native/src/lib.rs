@@ -13,6 +13,8 @@
 //!   group commit and a write-ahead log.
 //! * [`client`] — an async Rust client that drives the core's sans-IO client
 //!   over TCP.
+//! * [`tls`] — the cluster CA tooling and the rustls configurations of the
+//!   listeners and dialers.
 //!
 //! `src/bench/` is the `canhazdb-bench` load generator, a binary of its own
 //! that uses only the client.
@@ -24,3 +26,4 @@ pub mod node;
 pub mod raft;
 pub mod server;
 pub mod storage;
+pub mod tls;
