@@ -543,6 +543,16 @@ fn node_and_client_certificates_carry_names_and_usages() {
         ca.subject().iter_common_name().next().unwrap().as_str().unwrap(),
         "canhazdb CA"
     );
+    // A node certificate names at least one valid host.
+    for bad in [vec![], vec!["not a host".to_string()]] {
+        assert!(
+            matches!(
+                create_node(dir.path(), &bad, true),
+                Err(CertError::BadHost { .. })
+            ),
+            "{bad:?}"
+        );
+    }
     let lifetime = ca.validity().not_after.timestamp() - ca.validity().not_before.timestamp();
     assert!(lifetime >= 10 * 365 * 86_400, "{lifetime}");
 }

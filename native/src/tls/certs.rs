@@ -184,9 +184,13 @@ impl Authority {
         let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, &self.key)?;
         let mut params = CertificateParams::default();
         params.distinguished_name = rcgen::DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, spec.common_name.as_str());
+        // An empty name means no CN at all, the shape of certificates from
+        // other tooling that the server must still classify.
+        if !spec.common_name.is_empty() {
+            params
+                .distinguished_name
+                .push(DnType::CommonName, spec.common_name.as_str());
+        }
         params.subject_alt_names = spec.hosts.iter().map(|h| san(h)).collect::<Result<_, _>>()?;
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];

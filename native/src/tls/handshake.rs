@@ -127,15 +127,11 @@ impl From<io::Error> for HandshakeError {
     /// tokio-rustls reports rustls's verdict as an `InvalidData` I/O error
     /// wrapping the `rustls::Error`; unwrap it so the reason is not lost.
     fn from(error: io::Error) -> HandshakeError {
-        if error.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
-            if let Ok(tls) = error
-                .into_inner()
-                .expect("checked above")
-                .downcast::<rustls::Error>()
-            {
-                return HandshakeError::from(*tls);
-            }
-            unreachable!("checked above");
+        if let Some(tls) = error
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return HandshakeError::from(tls.clone());
         }
         match error.kind() {
             io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => HandshakeError::Closed,
@@ -218,6 +214,40 @@ mod tests {
             let message = HandshakeError::from(wrapped).to_string();
             assert!(message.contains(reason), "{error:?} -> {message}");
         }
+    }
+
+    #[test]
+    fn identity_comes_from_the_end_entity_common_name() {
+        use crate::tls::certs::{Authority, LeafSpec};
+        use rustls_pki_types::pem::PemObject;
+
+        let now = std::time::SystemTime::now();
+        let ca = Authority::generate(now, now + Duration::from_secs(3600)).unwrap();
+        let identity = |spec: LeafSpec| {
+            let issued = ca.issue(&spec).unwrap();
+            let cert = CertificateDer::from_pem_slice(issued.cert_pem.as_bytes()).unwrap();
+            let ca_cert = CertificateDer::from_pem_slice(ca.cert_pem().as_bytes()).unwrap();
+            identity_of(&[cert, ca_cert])
+        };
+        assert_eq!(
+            identity(LeafSpec::node(&["127.0.0.1".to_string()])),
+            Some(PeerIdentity::Node)
+        );
+        assert_eq!(
+            identity(LeafSpec::client("alice")),
+            Some(PeerIdentity::Client("alice".into()))
+        );
+        // "Node" is not "node": only the exact name is a node.
+        assert_eq!(
+            identity(LeafSpec::client("Node")),
+            Some(PeerIdentity::Client("Node".into()))
+        );
+        assert_eq!(
+            identity(LeafSpec::client("")),
+            Some(PeerIdentity::Client(String::new()))
+        );
+        assert_eq!(identity_of(&[]), None);
+        assert_eq!(identity_of(&[CertificateDer::from(vec![1, 2, 3])]), None);
     }
 
     #[test]
