@@ -11,12 +11,13 @@ use std::path::{Path, PathBuf};
 /// each other).
 const LAYERS: &[(&str, &[&str])] = &[
     ("storage", &[]),
-    ("client", &[]),
+    ("tls", &[]),
+    ("client", &["tls"]),
     ("locks", &[]),
     ("raft", &["locks"]),
-    ("cluster", &["storage", "client", "locks", "raft"]),
-    ("node", &["storage", "locks", "raft", "cluster"]),
-    ("server", &["node"]),
+    ("cluster", &["storage", "client", "locks", "raft", "tls"]),
+    ("node", &["storage", "locks", "raft", "cluster", "tls"]),
+    ("server", &["node", "tls"]),
 ];
 
 /// The `canhazdb-bench` binary's modules reach the library as `canhazdb::…`

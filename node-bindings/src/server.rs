@@ -216,6 +216,8 @@ fn config(options: ServerOptions) -> Result<ServerConfig, Failure> {
         replicas: replicas as usize,
         max_frame_bytes,
         ws: None,
+        tls: None,
+        insecure: false,
     })
 }
 

@@ -21,6 +21,7 @@ pub mod cluster;
 pub mod proto;
 pub mod raw;
 pub mod server;
+pub mod tls;
 
 pub use cluster::{ClusterOptions, Join, TestCluster};
 pub use proto::{cmd, describe_frame, ids_of, is_uuid_v4, status, Reply, XorShift};

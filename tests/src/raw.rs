@@ -15,6 +15,8 @@ use canhazdb_core::frame::{Frame, FrameDecoder, FrameError};
 use serde_json::{Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::tls::BoxStream;
 use tokio::time::{timeout, Instant};
 
 use crate::proto::{cmd, describe_frame, status, Reply, PUSH_ID};
@@ -48,9 +50,15 @@ impl fmt::Display for ReadError {
     }
 }
 
+/// Writes `bytes` and flushes them: a TLS stream may hold bytes back until then.
+async fn write_and_flush(stream: &mut BoxStream, bytes: &[u8]) -> std::io::Result<()> {
+    stream.write_all(bytes).await?;
+    stream.flush().await
+}
+
 /// One connection speaking raw frames.
 pub struct RawConn {
-    stream: TcpStream,
+    stream: BoxStream,
     decoder: FrameDecoder,
     buffer: BytesMut,
     /// Frames read but not yet asked for, in arrival order.
@@ -69,18 +77,9 @@ impl RawConn {
 
     /// Connects without reading anything.
     pub async fn connect_raw(addr: SocketAddr) -> RawConn {
-        let stream = match timeout(READ_TIMEOUT, TcpStream::connect(addr)).await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(error)) => panic!("cannot connect to {addr}: {error}"),
-            Err(_) => panic!("connecting to {addr} timed out"),
-        };
-        stream.set_nodelay(true).ok();
-        RawConn {
-            stream,
-            decoder: FrameDecoder::new(64 * 1024 * 1024),
-            buffer: BytesMut::with_capacity(64 * 1024),
-            stash: VecDeque::new(),
-            next_id: 3,
+        match RawConn::try_connect_raw(addr).await {
+            Ok(conn) => conn,
+            Err(error) => panic!("{error}"),
         }
     }
 
@@ -93,13 +92,22 @@ impl RawConn {
             Err(_) => return Err(format!("connecting to {addr} timed out")),
         };
         stream.set_nodelay(true).ok();
-        Ok(RawConn {
+        let stream = timeout(READ_TIMEOUT, crate::tls::wrap(stream))
+            .await
+            .map_err(|_| format!("the TLS handshake with {addr} timed out"))?
+            .map_err(|error| format!("{addr}: {error}"))?;
+        Ok(RawConn::over(stream))
+    }
+
+    /// A connection over an established stream (plain or TLS), reading nothing yet.
+    pub fn over(stream: BoxStream) -> RawConn {
+        RawConn {
             stream,
             decoder: FrameDecoder::new(64 * 1024 * 1024),
             buffer: BytesMut::with_capacity(64 * 1024),
             stash: VecDeque::new(),
             next_id: 3,
-        })
+        }
     }
 
     /// Sends a request with a fresh id and returns its reply, or why none
@@ -107,7 +115,7 @@ impl RawConn {
     pub async fn try_call(&mut self, command: u8, payload: Value, wait: Duration) -> Result<Reply, String> {
         let id = self.fresh_id();
         let bytes = Frame::new(id, command, serde_json::to_vec(&payload).expect("serialisable")).to_bytes();
-        match timeout(wait, self.stream.write_all(&bytes)).await {
+        match timeout(wait, write_and_flush(&mut self.stream, &bytes)).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => return Err(format!("writing the request failed: {error}")),
             Err(_) => return Err("writing the request timed out".into()),
@@ -122,8 +130,8 @@ impl RawConn {
         self.stash.iter()
     }
 
-    /// The underlying socket, for tests that need to misbehave.
-    pub fn stream_mut(&mut self) -> &mut TcpStream {
+    /// The underlying stream, for tests that need to misbehave.
+    pub fn stream_mut(&mut self) -> &mut BoxStream {
         &mut self.stream
     }
 
@@ -154,7 +162,7 @@ impl RawConn {
 
     /// Writes raw bytes.
     pub async fn send_raw(&mut self, bytes: &[u8]) {
-        match timeout(READ_TIMEOUT, self.stream.write_all(bytes)).await {
+        match timeout(READ_TIMEOUT, write_and_flush(&mut self.stream, bytes)).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => panic!("writing {} bytes failed: {error}", bytes.len()),
             Err(_) => panic!("writing {} bytes timed out", bytes.len()),

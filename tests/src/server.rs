@@ -254,7 +254,14 @@ impl TestServer {
             .arg(&data_dir)
             .arg("--node-name")
             .arg(&self.node_name)
-            .args(&self.extra_args)
+            .args(&self.extra_args);
+        // The TLS switch, unless the test brought certificates of its own.
+        if crate::tls::enabled() && !self.extra_args.iter().any(|arg| arg == "--certs-dir") {
+            command
+                .arg("--certs-dir")
+                .arg(crate::tls::write_node_certs(self.dir.path()));
+        }
+        command
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(stderr));

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use canhazdb_tests::tls;
 use canhazdb_tests::{cmd, describe_frame, status, RawConn, ReadError, TestServer, XorShift};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -25,7 +26,7 @@ async fn random_bytes_do_not_kill_the_server() {
     let mut server = TestServer::start().await;
     let mut rng = XorShift::new(0x5eed_cafe);
     for round in 0..8 {
-        let mut stream = TcpStream::connect(server.addr()).await.expect("connect");
+        let mut stream = tls::connect(server.addr()).await.expect("connect");
         let mut garbage = vec![0u8; 16 * 1024];
         rng.fill(&mut garbage);
         if round % 2 == 1 {
@@ -36,7 +37,7 @@ async fn random_bytes_do_not_kill_the_server() {
                 }
             }
         }
-        let (mut read, mut write) = stream.split();
+        let (mut read, mut write) = tokio::io::split(&mut stream);
         let writer = async {
             let _ = write.write_all(&garbage).await;
             let _ = write.shutdown().await;
@@ -142,7 +143,7 @@ async fn flood_without_terminator(
 ) -> (Vec<canhazdb_core::frame::Frame>, bool) {
     let mut conn = RawConn::connect(server.addr()).await;
     let stream = conn.stream_mut();
-    let (mut read, mut write) = stream.split();
+    let (mut read, mut write) = tokio::io::split(stream);
     let writer = async {
         let _ = write.write_all(&[0x0a, 0x00, cmd::POST]).await;
         let chunk = vec![b'x'; 256 * 1024];
@@ -302,11 +303,15 @@ async fn ten_thousand_connections_opened_and_dropped() {
         let permit = permits.clone().acquire_owned().await.expect("semaphore");
         tasks.spawn(async move {
             let _permit = permit;
-            let mut stream = match timeout(Duration::from_secs(10), TcpStream::connect(addr)).await {
+            let stream = match timeout(Duration::from_secs(10), TcpStream::connect(addr)).await {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(error)) => return Err(format!("connection {i}: {error}")),
                 Err(_) => return Err(format!("connection {i}: connect timed out")),
             };
+            let local_addr = stream.local_addr().ok();
+            let mut stream = tls::wrap(stream)
+                .await
+                .map_err(|error| format!("connection {i}: {error}"))?;
             match i % 3 {
                 // Drop at once.
                 0 => {}
@@ -321,7 +326,7 @@ async fn ten_thousand_connections_opened_and_dropped() {
                                  {other:?}, bytes {ready:?}. If `ss -tan` shows this socket ESTAB on \
                                  the client side only, the server's listen backlog overflowed \
                                  and the handshake was dropped",
-                                stream.local_addr().ok()
+                                local_addr
                             ))
                         }
                     }
@@ -365,7 +370,7 @@ async fn ten_thousand_connections_opened_and_dropped() {
 #[tokio::test]
 async fn a_client_that_never_reads_does_not_stall_others() {
     let mut server = TestServer::start().await;
-    let mut slow = TcpStream::connect(server.addr()).await.expect("connect");
+    let mut slow = tls::connect(server.addr()).await.expect("connect");
     // Ask for big replies and never read them.
     let mut setup = RawConn::connect(server.addr()).await;
     let blob = "z".repeat(50_000);

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use canhazdb::server::{default_node_name, RunningServer, ServerConfig};
+use canhazdb::tls::{self, TlsFiles};
 use canhazdb_core::frame::DEFAULT_MAX_FRAME_BYTES;
 use clap::Parser;
 
@@ -12,9 +13,65 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// A sharded, replicated JSON document database that pushes change events.
+///
+/// With no command, runs a node. With --tls-ca/--tls-cert/--tls-key (or
+/// --certs-dir) every listener speaks only mutual TLS: clients must present
+/// a certificate from the same CA, and only certificates with CN `node` may
+/// act as cluster nodes. Without them the node listens on loopback only,
+/// unless --insecure is given.
 #[derive(Debug, Parser)]
-#[command(name = "canhazdb", version, about)]
+#[command(name = "canhazdb", version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Make certificates for a cluster (standard X.509; openssl works too).
+    #[command(subcommand)]
+    Cert(CertCommand),
+}
+
+// The subcommands are spelled `create-…` on the command line, as documented.
+#[allow(clippy::enum_variant_names)]
+#[derive(Debug, clap::Subcommand)]
+enum CertCommand {
+    /// The cluster's certificate authority: ca.crt and ca.key.
+    CreateCa {
+        #[command(flatten)]
+        target: CertTarget,
+    },
+    /// A node certificate (node.crt, node.key; CN `node`) for these host
+    /// names and IP addresses, signed by the CA in --certs-dir.
+    CreateNode {
+        #[command(flatten)]
+        target: CertTarget,
+        #[arg(required = true, value_name = "HOST")]
+        hosts: Vec<String>,
+    },
+    /// A client certificate NAME.crt, NAME.key (CN = NAME), signed by the CA in --certs-dir.
+    CreateClient {
+        #[command(flatten)]
+        target: CertTarget,
+        name: String,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct CertTarget {
+    /// Where the CA is and the new files go.
+    #[arg(long)]
+    certs_dir: PathBuf,
+    /// Replace files that exist already.
+    #[arg(long)]
+    overwrite: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
@@ -42,6 +99,57 @@ struct Cli {
     /// Address for WebSocket connections [default: --host].
     #[arg(long, requires = "ws_port")]
     ws_host: Option<String>,
+    /// The cluster CA certificate (PEM): peers and clients must chain to it.
+    #[arg(long, requires_all = ["tls_cert", "tls_key"], conflicts_with = "certs_dir")]
+    tls_ca: Option<PathBuf>,
+    /// This node's certificate (PEM, CN `node`).
+    #[arg(long, requires_all = ["tls_ca", "tls_key"])]
+    tls_cert: Option<PathBuf>,
+    /// This node's private key (PEM).
+    #[arg(long, requires_all = ["tls_ca", "tls_cert"])]
+    tls_key: Option<PathBuf>,
+    /// Shorthand for --tls-ca DIR/ca.crt --tls-cert DIR/node.crt --tls-key DIR/node.key.
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
+    certs_dir: Option<PathBuf>,
+    /// Without TLS, listen on addresses other than loopback anyway.
+    #[arg(long)]
+    insecure: bool,
+}
+
+impl RunArgs {
+    fn tls_files(&self) -> Option<TlsFiles> {
+        if let Some(dir) = &self.certs_dir {
+            return Some(TlsFiles::in_dir(dir));
+        }
+        Some(TlsFiles {
+            ca: self.tls_ca.clone()?,
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+        })
+    }
+}
+
+/// Runs `canhazdb cert …`.
+fn run_cert(command: CertCommand) -> std::process::ExitCode {
+    let created = match &command {
+        CertCommand::CreateCa { target } => tls::create_ca(&target.certs_dir, target.overwrite),
+        CertCommand::CreateNode { target, hosts } => {
+            tls::create_node(&target.certs_dir, hosts, target.overwrite)
+        }
+        CertCommand::CreateClient { target, name } => {
+            tls::create_client(&target.certs_dir, name, target.overwrite)
+        }
+    };
+    match created {
+        Ok(files) => {
+            println!("wrote {} and {}", files.cert.display(), files.key.display());
+            std::process::ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("canhazdb cert: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 #[tokio::main]
@@ -54,7 +162,11 @@ async fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| "info,openraft=warn".into()),
         )
         .init();
-    let cli = Cli::parse();
+    let Cli { command, run: cli } = Cli::parse();
+    if let Some(Command::Cert(command)) = command {
+        return run_cert(command);
+    }
+    let tls = cli.tls_files();
     let node_name = cli.node_name.unwrap_or_else(default_node_name);
     let ws = cli
         .ws_port
@@ -70,6 +182,8 @@ async fn main() -> std::process::ExitCode {
         replicas: usize::from(cli.replicas),
         max_frame_bytes: cli.max_frame_bytes,
         ws,
+        tls,
+        insecure: cli.insecure,
     };
     let server = match RunningServer::start(config).await {
         Ok(server) => server,
@@ -78,7 +192,7 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    wait_for_stop_signal().await;
+    wait_for_stop_signal(&server).await;
     tracing::info!("stop signal received; finishing requests in flight");
     match server.shutdown().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -89,11 +203,20 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn wait_for_stop_signal() {
+/// Waits for SIGINT or SIGTERM; on SIGHUP, reads the certificates again.
+async fn wait_for_stop_signal(server: &RunningServer) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut terminate = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
+    let mut hangup = signal(SignalKind::hangup()).expect("install SIGHUP handler");
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return,
+            _ = terminate.recv() => return,
+            _ = hangup.recv() => match server.reload_tls() {
+                Ok(true) => tracing::info!("SIGHUP: certificates reloaded"),
+                Ok(false) => tracing::info!("SIGHUP: no TLS configured, nothing to reload"),
+                Err(error) => tracing::error!(%error, "SIGHUP: certificates not reloaded; the old ones stay in use"),
+            },
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! The task that owns one connection.
 //!
 //! Client handles never touch the socket: they send a [`Command`] over a
-//! channel and await a oneshot reply. The driver owns the `TcpStream` and the
+//! channel and await a oneshot reply. The driver owns the stream (TCP or TLS) and the
 //! core's sans-IO [`CoreClient`], which allocates correlation ids, encodes
 //! frames and decodes replies. Its loop does three things, whichever is ready:
 //!
@@ -25,8 +25,7 @@ use std::sync::Arc;
 use bytes::{Buf, BytesMut};
 use canhazdb_core::client::{Client as CoreClient, ClientError, Event, Response, Subscriptions};
 use canhazdb_core::message::Request;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
 use super::command::{Command, ConnectionState, HandlerId, ReplyTo};
@@ -41,6 +40,19 @@ const READ_CHUNK: usize = 64 * 1024;
 const MAX_PENDING_WRITE: usize = 4 * 1024 * 1024;
 /// Commands taken per wake-up before the loop writes and reads again.
 const COMMAND_BATCH: usize = 1024;
+
+/// Writes what `buffer` holds (`Some(bytes written)`), or flushes once it
+/// is empty (`None`): a TLS stream may hold written bytes back until then.
+async fn write_or_flush<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    buffer: &[u8],
+) -> std::io::Result<Option<usize>> {
+    if buffer.is_empty() {
+        writer.flush().await.map(|()| None)
+    } else {
+        writer.write(buffer).await.map(Some)
+    }
+}
 
 /// What to do with the reply to an in-flight request, by correlation id.
 enum Waiter {
@@ -97,8 +109,13 @@ impl Driver {
     }
 
     /// Serves the connection until it ends, then fails whatever still waits.
-    pub(crate) async fn run(mut self, mut stream: TcpStream) {
-        let exit = self.serve(&mut stream).await;
+    pub(crate) async fn run<S>(mut self, stream: S)
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin,
+    {
+        let (mut reader, mut writer) = tokio::io::split(stream);
+        let exit = self.serve(&mut reader, &mut writer).await;
+        let stream = reader.unsplit(writer);
         // Close the socket before anyone learns the connection is over, so
         // that `Client::close` returning means the server sees the close.
         drop(stream);
@@ -111,8 +128,13 @@ impl Driver {
         }
     }
 
-    async fn serve(&mut self, stream: &mut TcpStream) -> Exit {
-        let (mut reader, mut writer) = stream.split();
+    async fn serve<R, W>(&mut self, reader: &mut R, writer: &mut W) -> Exit
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        // A TLS stream may hold written bytes back until it is flushed.
+        let mut unflushed = false;
         let mut read_buffer = vec![0u8; READ_CHUNK];
         loop {
             // Frames queued by anything the last turn did: commands, and
@@ -132,9 +154,13 @@ impl Driver {
                     }
                     Err(error) => return Exit::Failed(error.into()),
                 },
-                written = writer.write(&self.write_buffer), if !self.write_buffer.is_empty() => match written {
-                    Ok(0) => return Exit::Failed(std::io::Error::from(std::io::ErrorKind::WriteZero).into()),
-                    Ok(n) => self.write_buffer.advance(n),
+                out = write_or_flush(writer, &self.write_buffer), if unflushed || !self.write_buffer.is_empty() => match out {
+                    Ok(Some(0)) => return Exit::Failed(std::io::Error::from(std::io::ErrorKind::WriteZero).into()),
+                    Ok(Some(n)) => {
+                        self.write_buffer.advance(n);
+                        unflushed = true;
+                    }
+                    Ok(None) => unflushed = false,
                     Err(error) => return Exit::Failed(error.into()),
                 },
                 command = self.commands.recv(), if accepting => {

@@ -40,6 +40,10 @@ pub enum Error {
     /// have answered STATUS_BAD_REQUEST.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The TLS handshake failed (the message says why), or the address has
+    /// no host name a certificate could name.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// A deadline given to the call (e.g. [`Client::connect_ready`](super::Client::connect_ready)) passed.
     #[error("timed out")]
     Timeout,

@@ -39,7 +39,9 @@ use std::time::Duration;
 
 use canhazdb_core::client::{Client as CoreClient, Response};
 use canhazdb_core::message::Request;
+use rustls_pki_types::ServerName;
 use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio::sync::{mpsc, oneshot};
 
@@ -47,6 +49,12 @@ pub use canhazdb_core::protocol::{LockStrategy, Status};
 pub use error::Error;
 pub use notification::Notification;
 pub use options::{GetOptions, WriteOptions};
+pub use tokio_rustls::TlsConnector;
+
+pub use crate::tls::ClientTls;
+
+/// How long a TLS handshake may take.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub use subscription::Subscription;
 
 use command::{Command, ConnectionState, ReplyTo};
@@ -70,6 +78,33 @@ impl Client {
         Ok(Client::from_stream(stream))
     }
 
+    /// Connects over TLS with `connector` (from [`ClientTls`] for a client,
+    /// or a node's own): the server's certificate must chain to the
+    /// connector's CA and name the host of `addr` (`host:port`); the
+    /// connector's client certificate is presented (the server requires one).
+    pub async fn connect_tls(addr: &str, connector: &TlsConnector) -> Result<Client, Error> {
+        let host = match addr.rsplit_once(':') {
+            Some((host, _port)) => host.trim_matches(['[', ']']),
+            None => addr,
+        };
+        let name = ServerName::try_from(host.to_owned())
+            .map_err(|_| Error::Tls(format!("{host:?} is not a host name or IP address")))?;
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let stream = crate::tls::connect(connector, name, stream, TLS_HANDSHAKE_TIMEOUT)
+            .await
+            .map_err(|error| Error::Tls(error.to_string()))?;
+        Ok(Client::from_stream(stream))
+    }
+
+    /// [`connect`](Client::connect), or [`connect_tls`](Client::connect_tls) when `tls` is given.
+    pub async fn connect_with(addr: &str, tls: Option<&TlsConnector>) -> Result<Client, Error> {
+        match tls {
+            Some(connector) => Client::connect_tls(addr, connector).await,
+            None => Client::connect(addr).await,
+        }
+    }
+
     /// Connects and waits until the server sent READY (it does once it is
     /// healthy), for at most `timeout` in all.
     pub async fn connect_ready(addr: impl ToSocketAddrs, timeout: Duration) -> Result<Client, Error> {
@@ -85,7 +120,10 @@ impl Client {
 
     /// Serves an already connected stream. Must be called within a tokio
     /// runtime: it spawns the connection's driver task.
-    pub fn from_stream(stream: TcpStream) -> Client {
+    pub fn from_stream<S>(stream: S) -> Client
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
         let (commands, receiver) = mpsc::unbounded_channel();
         let state = Arc::new(ConnectionState::default());
         let driver = Driver::new(CoreClient::default(), receiver, state.clone());

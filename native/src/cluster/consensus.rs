@@ -53,10 +53,13 @@ impl RaftTransport for PeerTransport {
             let cluster = cluster.ok_or("the node is not running")?;
             let peer = cluster.view.peer(&target.name).unwrap_or_else(|| {
                 // A voter this node has not met yet: talk to it directly.
-                Arc::new(Peer::new(Member {
-                    name: target.name.clone(),
-                    address: target.address.clone(),
-                }))
+                Arc::new(Peer::new(
+                    Member {
+                        name: target.name.clone(),
+                        address: target.address.clone(),
+                    },
+                    cluster.view.dialer().clone(),
+                ))
             });
             let message = serde_json::to_value(&request).map_err(|error| error.to_string())?;
             match peer.call(&InternalRequest::Raft(message)).await {

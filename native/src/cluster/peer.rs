@@ -2,17 +2,36 @@
 //! carries internal requests, and what the last heartbeat said about the node.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use canhazdb_core::internal::{InternalReply, InternalRequest, Member, INTERNAL_COMMAND};
 
 use crate::client::Client;
+use crate::tls::NodeTls;
 
 /// How long one internal request may take before the peer counts as failed.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long connecting may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long connecting (with the TLS handshake, if any) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// How this node opens connections to its peers: plain TCP, or TLS with its
+/// node certificate (read anew on each connect, so a reload applies).
+#[derive(Clone, Default)]
+pub struct Dialer {
+    tls: Option<Arc<NodeTls>>,
+}
+
+impl Dialer {
+    pub fn new(tls: Option<Arc<NodeTls>>) -> Self {
+        Dialer { tls }
+    }
+
+    async fn connect(&self, address: &str) -> Result<Client, crate::client::Error> {
+        let connector = self.tls.as_ref().map(|tls| tls.connector());
+        Client::connect_with(address, connector.as_ref()).await
+    }
+}
 
 /// Why an internal request to a peer failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -28,6 +47,7 @@ pub struct Peer {
     /// Name and address. The name is empty for a `--join` address whose node
     /// has not said who it is yet.
     member: Mutex<Member>,
+    dialer: Dialer,
     connection: tokio::sync::Mutex<Option<Client>>,
     /// The last heartbeat was answered.
     reachable: AtomicBool,
@@ -40,9 +60,10 @@ pub struct Peer {
 }
 
 impl Peer {
-    pub fn new(member: Member) -> Peer {
+    pub fn new(member: Member, dialer: Dialer) -> Peer {
         Peer {
             member: Mutex::new(member),
+            dialer,
             connection: tokio::sync::Mutex::new(None),
             reachable: AtomicBool::new(false),
             healthy: AtomicBool::new(false),
@@ -115,7 +136,7 @@ impl Peer {
         }
         let member = self.member();
         let unreachable = |reason: String| PeerError::Unreachable(member.address.clone(), reason);
-        let client = tokio::time::timeout(CONNECT_TIMEOUT, Client::connect(member.address.as_str()))
+        let client = tokio::time::timeout(CONNECT_TIMEOUT, self.dialer.connect(&member.address))
             .await
             .map_err(|_| unreachable("connect timed out".into()))?
             .map_err(|error| unreachable(error.to_string()))?;

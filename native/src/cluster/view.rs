@@ -10,7 +10,7 @@ use canhazdb_core::health::{self, Health};
 use canhazdb_core::internal::{Hello, Member};
 
 use super::membership::Membership;
-use super::peer::Peer;
+use super::peer::{Dialer, Peer};
 use super::repair_log::RepairLog;
 
 /// Where this node stands with its own repairs.
@@ -33,6 +33,7 @@ pub struct ClusterView {
     joins: Mutex<Vec<Arc<Peer>>>,
     pub repair_log: RepairLog,
     repair_state: Mutex<RepairState>,
+    dialer: Dialer,
 }
 
 /// How one node of the cluster looks from here (for system.nodes).
@@ -55,22 +56,26 @@ impl ClusterView {
         me: Member,
         joins: &[String],
         replicas: usize,
+        dialer: Dialer,
     ) -> std::io::Result<ClusterView> {
         let membership = Membership::load(data_dir, me.clone(), joins)?;
         let repair_log = RepairLog::open(data_dir).map_err(std::io::Error::other)?;
         let peers = membership
             .peers()
             .into_iter()
-            .map(|member| (member.name.clone(), Arc::new(Peer::new(member))))
+            .map(|member| (member.name.clone(), Arc::new(Peer::new(member, dialer.clone()))))
             .collect();
         let join_links = membership
             .unresolved_joins()
             .into_iter()
             .map(|address| {
-                Arc::new(Peer::new(Member {
-                    name: String::new(),
-                    address,
-                }))
+                Arc::new(Peer::new(
+                    Member {
+                        name: String::new(),
+                        address,
+                    },
+                    dialer.clone(),
+                ))
             })
             .collect();
         // A node that knows no other node has nothing to wait for.
@@ -86,7 +91,13 @@ impl ClusterView {
                 checked: alone,
                 pending: 0,
             }),
+            dialer,
         })
+    }
+
+    /// How to reach a node that is not a peer yet.
+    pub fn dialer(&self) -> &Dialer {
+        &self.dialer
     }
 
     pub fn me(&self) -> &Member {
@@ -224,7 +235,10 @@ impl ClusterView {
                     Some(peer) => peer.set_member(member),
                     None => {
                         tracing::info!(node = %member.name, address = %member.address, "learned a new node");
-                        peers.insert(member.name.clone(), Arc::new(Peer::new(member)));
+                        peers.insert(
+                            member.name.clone(),
+                            Arc::new(Peer::new(member, self.dialer.clone())),
+                        );
                     }
                 }
             }

@@ -13,7 +13,7 @@ use canhazdb_core::notify::{notify_path, Method};
 use canhazdb_core::protocol::{Code, Command, LockStrategy, Status};
 use serde_json::Value;
 
-use super::connection::Connection;
+use super::connection::{Connection, Role};
 use super::{system, Node};
 use crate::cluster::coordinator::{self, CoordinatorError};
 use crate::cluster::internal;
@@ -97,14 +97,29 @@ async fn answer(
     frame: &Frame,
     lease: &mut Option<WriteGuard>,
 ) -> Outcome {
+    let from_node = connection.role == Role::Node;
     if frame.command == INTERNAL_COMMAND {
+        // Node-to-node traffic from anyone but a node is an unknown command
+        // (spec section 7): nothing of it is even decoded.
+        if !from_node {
+            return Err(Failure(Status::NotFound, None));
+        }
         return answer_internal(node, &frame.payload).await;
     }
     let command = match Code::from(frame.command) {
         Code::Command(command) if !matches!(command, Command::Notify | Command::Ready) => command,
         _ => return Err(Failure(Status::NotFound, None)),
     };
-    let envelope = Request::decode(command, &frame.payload)?;
+    let mut envelope = Request::decode(command, &frame.payload)?;
+    if !from_node {
+        match envelope.origin {
+            Origin::Internal => return Err(Failure(Status::NotFound, None)),
+            // A client cannot make itself a system request either: the
+            // flag would skip the health check.
+            Origin::System => envelope.origin = Origin::External,
+            Origin::External => {}
+        }
+    }
     // INFO always works; so does giving back a lock this connection holds
     // (a node that is repairing may be waiting for exactly that lock).
     let always_served = match &envelope.request {

@@ -24,16 +24,18 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::cluster::consensus::{Consensus, PeerTransport};
+use crate::cluster::peer::Dialer;
 use crate::cluster::{background, Cluster, ClusterView};
 use crate::locks::lease::WriteLeases;
 use crate::locks::{LockManager, LockOwner};
 use crate::raft::{self, RaftOptions};
 use crate::storage::{StorageError, Store, StoreOptions};
-use connection::{Connection, ConnectionId};
+use crate::tls::NodeTls;
+use connection::{Connection, ConnectionId, Role};
 use notify::{NotifyHub, Outlet};
 
 /// How to run a node (the listeners are the server's business).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NodeConfig {
     pub data_dir: PathBuf,
     pub node_name: String,
@@ -41,6 +43,8 @@ pub struct NodeConfig {
     pub join: Vec<String>,
     pub replicas: usize,
     pub max_frame_bytes: usize,
+    /// The node certificate it dials its peers with; `None`: plain TCP.
+    pub tls: Option<Arc<NodeTls>>,
 }
 
 /// Why a node could not start or stop cleanly.
@@ -90,7 +94,8 @@ impl Node {
     pub async fn open(config: &NodeConfig, me: Member) -> Result<Arc<Node>, NodeError> {
         let store = Store::open(&config.data_dir, StoreOptions::default())?;
         let (me_name, me_address) = (me.name.clone(), me.address.clone());
-        let view = ClusterView::open(&config.data_dir, me, &config.join, config.replicas)
+        let dialer = Dialer::new(config.tls.clone());
+        let view = ClusterView::open(&config.data_dir, me, &config.join, config.replicas, dialer)
             .map_err(NodeError::Cluster)?;
         let transport = Arc::new(PeerTransport::default());
         let (raft, locks) = raft::start_with_locks(
@@ -180,11 +185,13 @@ impl Node {
         self.stopping.store(true, Ordering::Release);
     }
 
-    /// A new connection whose pushes go to `outlet`; its locks belong to it.
-    pub fn connection(&self, outlet: Outlet) -> Connection {
+    /// A new connection in `role` whose pushes go to `outlet`; its locks
+    /// belong to it.
+    pub fn connection(&self, role: Role, outlet: Outlet) -> Connection {
         let id: ConnectionId = self.next_connection.fetch_add(1, Ordering::Relaxed);
         Connection {
             id,
+            role,
             outlet,
             owner: LockOwner {
                 origin: self.name.clone(),

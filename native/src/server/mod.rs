@@ -2,10 +2,13 @@
 //! request frames for the node and the node's reply frames back into bytes,
 //! with per-connection limits; it knows nothing of peers or storage.
 //!
-//! * [`tcp`] — the TCP transport (accept loop, frame reading and writing).
+//! * [`accept`] — accept loops, and the mutual TLS handshake that gives each
+//!   connection its role.
+//! * [`tcp`] — the TCP transport (frame reading and writing).
 //! * [`websocket`] — the WebSocket transport for browsers (one frame per binary message).
 //! * [`session`] — one connection, whatever its transport.
 
+pub mod accept;
 pub mod session;
 pub mod tcp;
 pub mod websocket;
@@ -17,6 +20,7 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, TcpSocket};
 
 use crate::node::{self, Node, NodeConfig, NodeError};
+use crate::tls::{NodeTls, TlsError, TlsFiles};
 
 pub use crate::node::default_node_name;
 
@@ -34,11 +38,17 @@ pub struct ServerConfig {
     pub max_frame_bytes: usize,
     /// Also accept WebSocket connections on this HOST:PORT (port 0 picks a free one).
     pub ws: Option<String>,
+    /// Mutual TLS on every listener and to every peer (spec section 7);
+    /// `None`: plain TCP, allowed only on loopback unless `insecure`.
+    pub tls: Option<TlsFiles>,
+    /// Allow plain TCP on addresses other than loopback.
+    pub insecure: bool,
 }
 
 impl ServerConfig {
-    fn node_config(&self) -> NodeConfig {
+    fn node_config(&self, tls: Option<Arc<NodeTls>>) -> NodeConfig {
         NodeConfig {
+            tls,
             data_dir: self.data_dir.clone(),
             node_name: self.node_name.clone(),
             join: self.join.clone(),
@@ -55,6 +65,52 @@ pub enum ServerError {
     Listen { address: String, source: std::io::Error },
     #[error(transparent)]
     Node(#[from] NodeError),
+    #[error("cannot load the TLS certificates: {0}")]
+    Tls(#[from] TlsError),
+    #[error(
+        "refusing to listen on {address} without TLS: anyone who can reach it could act as a \
+         cluster node. Give --tls-ca, --tls-cert and --tls-key (or --certs-dir), or --insecure \
+         to accept that"
+    )]
+    Insecure { address: String },
+}
+
+/// Whether `host` names only loopback addresses (`localhost` included).
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_matches(['[', ']']);
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    host.parse::<std::net::IpAddr>()
+        .is_ok_and(|address| address.is_loopback())
+}
+
+/// Without TLS, refuses hosts other than loopback unless told `insecure`.
+fn check_plain_hosts(config: &ServerConfig) -> Result<(), ServerError> {
+    if config.tls.is_some() {
+        return Ok(());
+    }
+    let ws_host = config
+        .ws
+        .as_deref()
+        .and_then(|address| address.rsplit_once(':'))
+        .map(|(host, _)| host);
+    for host in std::iter::once(config.host.as_str()).chain(ws_host) {
+        if is_loopback(host) {
+            continue;
+        }
+        if !config.insecure {
+            return Err(ServerError::Insecure {
+                address: host.to_owned(),
+            });
+        }
+        tracing::warn!(
+            host,
+            "listening WITHOUT TLS on an address other than loopback (--insecure): anyone who \
+             can reach it can read and change every document and act as a cluster node"
+        );
+    }
+    Ok(())
 }
 
 /// Pending connections the kernel may queue before accept. tokio's default
@@ -86,6 +142,7 @@ pub(crate) async fn listen(address: &str) -> std::io::Result<TcpListener> {
 /// A running node.
 pub struct RunningServer {
     node: Arc<Node>,
+    tls: Option<Arc<NodeTls>>,
     local_addr: SocketAddr,
     ws_local_addr: Option<SocketAddr>,
 }
@@ -93,6 +150,11 @@ pub struct RunningServer {
 impl RunningServer {
     /// Binds the ports, opens the node and starts accepting connections.
     pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
+        check_plain_hosts(&config)?;
+        let tls = match &config.tls {
+            Some(files) => Some(Arc::new(NodeTls::load(files.clone())?)),
+            None => None,
+        };
         let address = format!("{}:{}", config.host, config.port);
         let listener = listen(&address)
             .await
@@ -112,21 +174,29 @@ impl RunningServer {
             .as_ref()
             .and_then(|listener| listener.local_addr().ok());
         let me = node::member(&config.node_name, &config.host, local_addr.port());
-        let node = Node::open(&config.node_config(), me).await?;
-        node.tasks
-            .spawn(tcp::accept_loop(node.clone(), listener, "TCP", tcp::serve));
+        let node = Node::open(&config.node_config(tls.clone()), me).await?;
+        node.tasks.spawn(accept::accept_loop(
+            node.clone(),
+            listener,
+            tls.clone(),
+            "TCP",
+            tcp::serve,
+        ));
         if let Some(listener) = ws_listener {
-            node.tasks.spawn(tcp::accept_loop(
+            node.tasks.spawn(accept::accept_loop(
                 node.clone(),
                 listener,
+                tls.clone(),
                 "WebSocket",
                 websocket::serve,
             ));
             tracing::info!(ws_local_addr = ?ws_local_addr, "accepting WebSocket connections");
         }
-        tracing::info!(node = %config.node_name, %local_addr, data_dir = %config.data_dir.display(), "canhazdb started");
+        let security = if tls.is_some() { "mutual TLS" } else { "plain TCP" };
+        tracing::info!(node = %config.node_name, %local_addr, security, data_dir = %config.data_dir.display(), "canhazdb started");
         Ok(RunningServer {
             node,
+            tls,
             local_addr,
             ws_local_addr,
         })
@@ -139,6 +209,16 @@ impl RunningServer {
     /// Where WebSocket connections are accepted, if `ServerConfig::ws` asked for them.
     pub fn ws_local_addr(&self) -> Option<SocketAddr> {
         self.ws_local_addr
+    }
+
+    /// Reads the certificate files again (SIGHUP): new connections, in and
+    /// out, use them; on an error the old ones stay in use. `Ok(false)`
+    /// without TLS.
+    pub fn reload_tls(&self) -> Result<bool, TlsError> {
+        match &self.tls {
+            Some(tls) => tls.reload().map(|()| true),
+            None => Ok(false),
+        }
     }
 
     pub fn node_name(&self) -> &str {

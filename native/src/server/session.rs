@@ -12,7 +12,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::node::connection::{Connection, ConnectionId};
+use crate::node::connection::{Connection, ConnectionId, Role};
 use crate::node::notify::Outlet;
 use crate::node::{dispatch, Node};
 
@@ -35,12 +35,15 @@ impl Session {
     /// Opens a session; returns it and the receiver of its outgoing frames,
     /// which the transport writes in order. `close` is cancelled when the
     /// session must end (server shutdown or a slow consumer).
-    pub fn open(node: Arc<Node>, close: CancellationToken) -> (Session, mpsc::Receiver<Bytes>) {
+    pub fn open(node: Arc<Node>, role: Role, close: CancellationToken) -> (Session, mpsc::Receiver<Bytes>) {
         let (sender, receiver) = mpsc::channel(OUTGOING_QUEUE_FRAMES);
-        let context = Arc::new(node.connection(Outlet {
-            frames: sender,
-            close,
-        }));
+        let context = Arc::new(node.connection(
+            role,
+            Outlet {
+                frames: sender,
+                close,
+            },
+        ));
         let ready = Frame::empty(PUSH_ID, Command::Ready.as_u8()).to_bytes();
         if node.health().is_healthy() {
             let _ = context.outlet.frames.try_send(ready);

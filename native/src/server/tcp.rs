@@ -1,55 +1,23 @@
-//! The TCP transport: a byte stream of frames.
+//! The TCP transport: a byte stream of frames (plain or inside TLS).
 
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use canhazdb_core::frame::{FrameDecoder, FrameError};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter, WriteHalf};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::accept::BoxStream;
 use super::session::Session;
+use crate::node::connection::Role;
 use crate::node::Node;
 
-/// Accepts connections until the node stops, and serves each with `serve`
-/// (this module's for TCP, the WebSocket module's for browsers).
-pub async fn accept_loop<Serve, Served>(
-    node: Arc<Node>,
-    listener: TcpListener,
-    transport: &'static str,
-    serve: Serve,
-) where
-    Serve: Fn(Arc<Node>, TcpStream, CancellationToken) -> Served,
-    Served: std::future::Future<Output = ()> + Send + 'static,
-{
-    let shutdown = node.shutdown.clone();
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((stream, _peer)) => {
-                let close = shutdown.child_token();
-                node.tasks.spawn(serve(node.clone(), stream, close));
-            }
-            Err(error) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                tracing::error!(%error, transport, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-        }
-    }
-}
-
-/// Serves one TCP connection until the peer closes it, it breaks the
-/// framing, or the server shuts down.
-pub async fn serve(node: Arc<Node>, stream: TcpStream, close: CancellationToken) {
-    let _ = stream.set_nodelay(true);
-    let (mut reader, writer) = stream.into_split();
-    let (session, outgoing) = Session::open(node.clone(), close.clone());
+/// Serves one connection's byte stream (TCP, or TLS over TCP) until the
+/// peer closes it, it breaks the framing, or the server shuts down.
+pub async fn serve(node: Arc<Node>, stream: BoxStream, role: Role, close: CancellationToken) {
+    let (mut reader, writer) = tokio::io::split(stream);
+    let (session, outgoing) = Session::open(node.clone(), role, close.clone());
     let writer_task = tokio::spawn(write_frames(writer, outgoing, close.clone()));
 
     let mut decoder = FrameDecoder::new(node.max_frame_bytes);
@@ -89,7 +57,11 @@ pub async fn serve(node: Arc<Node>, stream: TcpStream, close: CancellationToken)
     let _ = writer_task.await;
 }
 
-async fn write_frames(writer: OwnedWriteHalf, mut outgoing: mpsc::Receiver<Bytes>, close: CancellationToken) {
+async fn write_frames(
+    writer: WriteHalf<BoxStream>,
+    mut outgoing: mpsc::Receiver<Bytes>,
+    close: CancellationToken,
+) {
     let mut writer = BufWriter::with_capacity(64 * 1024, writer);
     while let Some(frame) = outgoing.recv().await {
         if writer.write_all(&frame).await.is_err() {

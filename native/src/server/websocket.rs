@@ -22,7 +22,6 @@ use canhazdb_core::message::Reply;
 use canhazdb_core::protocol::Status;
 use futures_util::stream::{SplitSink, StreamExt};
 use futures_util::SinkExt;
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::error::CapacityError;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -31,7 +30,9 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
+use super::accept::BoxStream;
 use super::session::Session;
+use crate::node::connection::Role;
 use crate::node::Node;
 
 /// What a text message is told.
@@ -44,7 +45,7 @@ pub const UNKNOWN_ID: u16 = 0;
 /// How long a new connection may take to complete the WebSocket handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-type Sink = SplitSink<WebSocketStream<TcpStream>, Message>;
+type Sink = SplitSink<WebSocketStream<BoxStream>, Message>;
 
 /// An error reply built by the transport itself (not by a request handler).
 fn error_frame(id: u16, message: &str) -> Bytes {
@@ -62,8 +63,7 @@ fn leading_id(message: &[u8]) -> u16 {
 
 /// Serves one WebSocket connection until the peer closes it, sends an
 /// oversized message, or the server shuts down.
-pub async fn serve(node: Arc<Node>, stream: TcpStream, close: CancellationToken) {
-    let _ = stream.set_nodelay(true);
+pub async fn serve(node: Arc<Node>, stream: BoxStream, role: Role, close: CancellationToken) {
     let limit = node.max_frame_bytes;
     let config = WebSocketConfig::default()
         .max_message_size(Some(limit))
@@ -87,7 +87,7 @@ pub async fn serve(node: Arc<Node>, stream: TcpStream, close: CancellationToken)
         },
     };
     let (sink, mut source) = socket.split();
-    let (session, outgoing) = Session::open(node.clone(), close.clone());
+    let (session, outgoing) = Session::open(node.clone(), role, close.clone());
     // Errors the transport answers itself (text messages); the session's
     // queue carries everything else.
     let (transport_errors, transport_error_queue) = mpsc::channel(64);
