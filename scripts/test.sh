@@ -4,7 +4,8 @@
 #
 #   1. formatting and lints (cargo fmt --check, cargo clippy -D warnings)
 #   2. the Rust workspace: unit, property and integration tests (the
-#      integration tests start real `canhazdb` processes on loopback)
+#      integration tests start real `canhazdb` processes on loopback), then
+#      the process tests once more with CANHAZDB_TEST_TLS=1 (mutual TLS)
 #   3. the wasm client: build for wasm32, Node.js and headless Chromium tests
 #   4. the Node.js package: build the addon, node --test, npm pack + install
 set -euo pipefail
@@ -30,6 +31,9 @@ step "Rust workspace tests"
 # The integration tests in tests/ start the real binaries: build them first.
 cargo build --locked --bins -p canhazdb
 cargo test --locked
+
+step "the process tests again, every node and connection over mutual TLS"
+CANHAZDB_TEST_TLS=1 cargo test --locked -p canhazdb-tests
 
 step "wasm client (browser and Node.js)"
 scripts/wasm.sh test

@@ -1,7 +1,9 @@
 //! Command-line options.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
+use canhazdb::client::{ClientTls, TlsConnector};
 use clap::Parser;
 
 use super::workload::TestKind;
@@ -96,6 +98,19 @@ pub struct Args {
     /// Seconds to wait for each connection's READY.
     #[arg(long, default_value_t = 10.0)]
     pub ready_timeout: f64,
+
+    /// Connect over TLS, trusting this CA certificate (PEM); needs
+    /// --tls-cert and --tls-key (the server requires a client certificate).
+    #[arg(long, requires_all = ["tls_cert", "tls_key"])]
+    pub tls_ca: Option<PathBuf>,
+
+    /// The client certificate (PEM) to present.
+    #[arg(long, requires = "tls_ca")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The client certificate's private key (PEM).
+    #[arg(long, requires = "tls_ca")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Args {
@@ -117,6 +132,15 @@ impl Args {
 
     pub fn ready_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.ready_timeout)
+    }
+
+    /// The TLS connector of --tls-ca/--tls-cert/--tls-key, if given.
+    pub fn tls(&self) -> Result<Option<TlsConnector>, String> {
+        let (Some(ca), Some(cert), Some(key)) = (&self.tls_ca, &self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        let tls = ClientTls::from_files(ca, Some((cert, key))).map_err(|error| error.to_string())?;
+        Ok(Some(tls.connector()))
     }
 }
 

@@ -141,10 +141,17 @@ fn workload(kind: TestKind, collection: &CollectionId, args: &Args) -> Arc<Workl
 
 /// One client per connection, each ready (the server sent READY).
 async fn connect_all(args: &Args) -> Result<Vec<Client>, String> {
+    let tls = args.tls()?;
     let mut clients = Vec::new();
     for address in args.connection_addresses() {
-        let client = Client::connect_ready(address.as_str(), args.ready_timeout())
+        let connect = async {
+            let client = Client::connect_with(&address, tls.as_ref()).await?;
+            client.wait_ready().await?;
+            Ok::<_, canhazdb::client::Error>(client)
+        };
+        let client = tokio::time::timeout(args.ready_timeout(), connect)
             .await
+            .map_err(|_| format!("connecting to {address}: no READY in time"))?
             .map_err(|error| format!("connecting to {address}: {error}"))?;
         clients.push(client);
     }
