@@ -41,3 +41,6 @@ export interface CanhazdbError extends Error {
   /** `'STATUS_LOCKED'`, `'ECONNREFUSED'`, `'ERR_CANHAZDB_CLOSED'`, ... */
   code: string
 }
+
+/** PEM text, as a string or the bytes of a `.crt` / `.key` file (like `tls.connect`'s `ca`, `cert`, `key`). */
+export type Pem = string | Buffer

@@ -9,7 +9,8 @@
 //!   that status; `undefined` for transport failures.
 //! * `code`: a string for `switch`ing on: the status name
 //!   (`STATUS_LOCKED`), an errno-style name for socket failures
-//!   (`ECONNREFUSED`), or `ERR_CANHAZDB_*`.
+//!   (`ECONNREFUSED`), or `ERR_CANHAZDB_*` (`ERR_CANHAZDB_TLS` for bad
+//!   certificates and failed or refused TLS handshakes).
 
 use canhazdb::client::Error as ClientError;
 use canhazdb::node::NodeError;
@@ -51,6 +52,15 @@ impl Failure {
             message: message.into(),
             status: None,
             code: "ERR_CANHAZDB_SERVER".to_owned(),
+        }
+    }
+
+    /// TLS could not be set up: bad PEM, or a handshake that failed or was refused.
+    pub fn tls(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            status: None,
+            code: "ERR_CANHAZDB_TLS".to_owned(),
         }
     }
 
@@ -97,6 +107,7 @@ impl From<ClientError> for Failure {
             ClientError::Closed => "ERR_CANHAZDB_CLOSED".to_owned(),
             ClientError::TooManyInFlight => "ERR_CANHAZDB_TOO_MANY_IN_FLIGHT".to_owned(),
             ClientError::Timeout => "ERR_CANHAZDB_TIMEOUT".to_owned(),
+            ClientError::Tls(_) => "ERR_CANHAZDB_TLS".to_owned(),
             // Protocol, and whatever the client's error may grow.
             _ => "ERR_CANHAZDB_PROTOCOL".to_owned(),
         };
@@ -123,6 +134,8 @@ impl From<ServerError> for Failure {
         let code = match &error {
             ServerError::Listen { source, .. } => io_code(source),
             ServerError::Node(NodeError::Storage(_)) => "ERR_CANHAZDB_STORAGE".to_owned(),
+            ServerError::Tls(_) => "ERR_CANHAZDB_TLS".to_owned(),
+            ServerError::Insecure { .. } => "ERR_CANHAZDB_INSECURE".to_owned(),
             #[allow(unreachable_patterns)] // ServerError may grow.
             _ => "ERR_CANHAZDB_SERVER".to_owned(),
         };

@@ -7,6 +7,9 @@
 //!   (`canhazdb::client`); its promises settle on the JS thread, and
 //!   notifications reach JS handlers through thread-safe functions.
 //!
+//! * [`createCertificates`](certs::create_certificates) makes a CA and
+//!   certificates in memory, for mutual TLS in tests and development.
+//!
 //! Documents cross the boundary as JavaScript objects: napi's serde
 //! conversion on the way out, [`convert`] (JSON.stringify's rules) on the
 //! way in. Failures become `Error`s with `status` and `code` ([`error`]).
@@ -21,6 +24,7 @@ use napi::bindgen_prelude::{PromiseRaw, ToNapiValue};
 use napi::Env;
 use napi_derive::napi;
 
+mod certs;
 mod client;
 mod convert;
 mod error;

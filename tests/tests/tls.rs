@@ -308,6 +308,20 @@ async fn a_client_certificate_cannot_speak_for_a_node() {
     ))
     .await;
     assert_eq!(peer.reply_to(id).await.into_tuple().0, status::OK);
+    // And through it: the forged repair record was not kept.
+    let id = peer.fresh_id();
+    let fetch = InternalRequest::FetchRepairs {
+        target: "intruder".into(),
+    };
+    peer.send_frame(&canhazdb_core::frame::Frame::new(
+        id,
+        INTERNAL_COMMAND,
+        fetch.encode_payload().to_vec(),
+    ))
+    .await;
+    let (code, data) = peer.reply_to(id).await.into_tuple();
+    assert_eq!(code, status::OK);
+    assert_eq!(data, Some(json!({"20": {"Repairs": []}})), "no repair was recorded");
 }
 
 #[tokio::test]
