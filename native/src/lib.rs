@@ -13,6 +13,7 @@
 //!   group commit and a write-ahead log.
 //! * [`client`] — an async Rust client that drives the core's sans-IO client
 //!   over TCP.
+//! * [`logging`] — the binary's log output, warnings rate-limited per call site.
 //! * [`tls`] — the cluster CA tooling and the rustls configurations of the
 //!   listeners and dialers.
 //!
@@ -22,6 +23,7 @@
 pub mod client;
 pub mod cluster;
 pub mod locks;
+pub mod logging;
 pub mod node;
 pub mod raft;
 pub mod server;

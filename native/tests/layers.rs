@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 /// each other).
 const LAYERS: &[(&str, &[&str])] = &[
     ("storage", &[]),
+    ("logging", &[]),
     ("tls", &[]),
     ("client", &["tls"]),
     ("locks", &[]),

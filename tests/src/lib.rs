@@ -18,6 +18,7 @@
 //! `CANHAZDB_BIN` at a binary).
 
 pub mod cluster;
+pub mod netns;
 pub mod proto;
 pub mod raw;
 pub mod server;

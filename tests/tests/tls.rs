@@ -321,7 +321,11 @@ async fn a_client_certificate_cannot_speak_for_a_node() {
     .await;
     let (code, data) = peer.reply_to(id).await.into_tuple();
     assert_eq!(code, status::OK);
-    assert_eq!(data, Some(json!({"20": {"Repairs": []}})), "no repair was recorded");
+    assert_eq!(
+        data,
+        Some(json!({"20": {"Repairs": []}})),
+        "no repair was recorded"
+    );
 }
 
 #[tokio::test]

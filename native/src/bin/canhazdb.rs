@@ -154,14 +154,7 @@ fn run_cert(command: CertCommand) -> std::process::ExitCode {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,openraft=warn".into()),
-        )
-        .init();
+    canhazdb::logging::init();
     let Cli { command, run: cli } = Cli::parse();
     if let Some(Command::Cert(command)) = command {
         return run_cert(command);

@@ -32,6 +32,11 @@ pub async fn run(cluster: Arc<Cluster>, shutdown: CancellationToken) {
                 heartbeat_round(&cluster).await;
                 cluster.after_heartbeat().await;
                 release_locks_of_departed(&cluster).await;
+                // Lost contact with a peer: check for missed writes now
+                // rather than at the next repair tick, to serve again soon.
+                if !cluster.view.is_alone() && cluster.view.check_is_stale() {
+                    repair::run_round(&cluster).await;
+                }
             }
             _ = repairs.tick() => {
                 if !cluster.view.is_alone() {

@@ -68,7 +68,7 @@ async fn run_blocking<T: Send + 'static>(
 }
 
 /// The shares of one read: this node's (computed by `local`, inline when
-/// `cheap`) first, then the answer of every other online node to `request`,
+/// `cheap`) first, then the answer of every other reachable node to `request`,
 /// picked out by `share`. All nodes get the same online view; a node that
 /// fails or answers something else fails the read.
 async fn read_shares<T, E>(
@@ -84,7 +84,25 @@ where
     CoordinatorError: From<E>,
 {
     let online = read_view(cluster)?;
-    let remote = peers_named(cluster, &online);
+    // Every reachable peer is asked, online or not: one that is not online
+    // reports nothing, but one that keeps repair records for a node in the
+    // view refuses (see `internal::refuse_stale_view`). Records are kept on
+    // enough nodes that every majority holds them, so a node that missed
+    // writes without noticing cannot answer a read alone.
+    let remote = if online.is_empty() {
+        Vec::new()
+    } else {
+        cluster.view.reachable_peers()
+    };
+    // Health was checked when the request arrived; peers may have fallen
+    // silent since. Without a majority to ask, a record could go unseen.
+    let known = cluster.view.known_names().len();
+    if !online.is_empty() && !canhazdb_core::health::has_majority(known, remote.len() + 1) {
+        return Err(CoordinatorError::Unavailable(format!(
+            "{} of {known} nodes are reachable, not a majority",
+            remote.len() + 1
+        )));
+    }
     let local_share = {
         let online = online.clone();
         run_blocking(cluster, cheap, move |cluster| local(cluster, &online))
@@ -563,8 +581,11 @@ async fn withdraw_post(cluster: &Arc<Cluster>, collection: &str, id: &str, mut s
     }
 }
 
-/// Keeps repair records durably here and on one more node that is not
-/// their target, before the write they belong to is acknowledged.
+/// Keeps repair records durably here and on enough other nodes that are not
+/// their targets (half the cluster, rounded up, in all) that every majority
+/// holds a copy, before the write they belong to is acknowledged: a target
+/// that repairs from any majority of the cluster then finds them. Fails the
+/// write when that many copies cannot be kept.
 async fn record_repairs(cluster: &Arc<Cluster>, repairs: Vec<Repair>) -> Outcome<()> {
     if repairs.is_empty() {
         return Ok(());
@@ -575,17 +596,31 @@ async fn record_repairs(cluster: &Arc<Cluster>, repairs: Vec<Repair>) -> Outcome
         .await
         .map_err(|error| CoordinatorError::Unavailable(error.to_string()))?
         .map_err(|error| CoordinatorError::Unavailable(format!("cannot record repairs: {error}")))?;
+    let required = cluster.view.known_names().len().div_ceil(2);
+    let mut copies = 1;
     let targets: BTreeSet<&str> = repairs.iter().map(|repair| repair.target.as_str()).collect();
-    let backup = cluster
+    let request = InternalRequest::RecordRepairs {
+        repairs: repairs.clone(),
+    };
+    for backup in cluster
         .view
         .reachable_peers()
         .into_iter()
-        .find(|peer| !targets.contains(peer.name().as_str()));
-    if let Some(backup) = backup {
-        let request = InternalRequest::RecordRepairs { repairs };
-        if let Err(error) = backup.call(&request).await {
-            tracing::warn!(%error, "could not keep a second copy of repair records");
+        .filter(|peer| !targets.contains(peer.name().as_str()))
+    {
+        if copies >= required {
+            break;
         }
+        match backup.call(&request).await {
+            Ok(_) => copies += 1,
+            Err(error) => tracing::warn!(%error, "could not keep a copy of repair records"),
+        }
+    }
+    if copies < required {
+        return Err(CoordinatorError::Unavailable(format!(
+            "repair records for {targets:?} could be kept on {copies} of the {required} nodes \
+             needed; the write may or may not have been applied"
+        )));
     }
     Ok(())
 }

@@ -51,6 +51,23 @@ fn server_error(message: impl ToString) -> InternalFailure {
     }
 }
 
+/// Refuses to serve a share of a read under a view that counts as online a
+/// node this node keeps repair records for: that node missed writes (it may
+/// not know yet, say after a link flapped too briefly for it to notice), so
+/// as the primary replica of a document it could leave the document out.
+/// Its read fails instead of coming back short.
+fn refuse_stale_view(cluster: &Cluster, online: &[String]) -> Result<(), InternalFailure> {
+    match online
+        .iter()
+        .find(|name| cluster.view.repair_log.has_records_for(name))
+    {
+        Some(name) => Err(server_error(format!(
+            "node {name} has missed writes that are not repaired yet; the answer could be incomplete"
+        ))),
+        None => Ok(()),
+    }
+}
+
 pub async fn handle(
     cluster: &Arc<Cluster>,
     request: InternalRequest,
@@ -79,6 +96,7 @@ pub async fn handle(
             limit,
             online,
         } => {
+            refuse_stale_view(cluster, &online)?;
             let query = ReadOptions::with_query(query)
                 .parse_query()
                 .map_err(bad_request)?;
@@ -104,6 +122,7 @@ pub async fn handle(
             query,
             online,
         } => {
+            refuse_stale_view(cluster, &online)?;
             let query = ReadOptions::with_query(query)
                 .parse_query()
                 .map_err(bad_request)?;
@@ -116,6 +135,7 @@ pub async fn handle(
         }
         InternalRequest::Notifys => InternalReply::Documents(local::notifys(cluster)),
         InternalRequest::Collections { online } => {
+            refuse_stale_view(cluster, &online)?;
             let cluster = cluster.clone();
             let collections = tokio::task::spawn_blocking(move || local::collections(&cluster, &online))
                 .await

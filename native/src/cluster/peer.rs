@@ -1,7 +1,7 @@
 //! A link to one other node: a lazily (re)connected client connection that
 //! carries internal requests, and what the last heartbeat said about the node.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -54,6 +54,8 @@ pub struct Peer {
     /// The node said it serves clients.
     healthy: AtomicBool,
     raft_initialized: AtomicBool,
+    /// Times the peer went from reachable to unreachable.
+    contact_losses: AtomicU64,
     last_answer: Mutex<Option<Instant>>,
     /// When this node started to know the peer.
     known_since: Instant,
@@ -68,6 +70,7 @@ impl Peer {
             reachable: AtomicBool::new(false),
             healthy: AtomicBool::new(false),
             raft_initialized: AtomicBool::new(false),
+            contact_losses: AtomicU64::new(0),
             last_answer: Mutex::new(None),
             known_since: Instant::now(),
         }
@@ -113,10 +116,19 @@ impl Peer {
         *self.last_answer.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
     }
 
-    /// Marks the peer unreachable (its heartbeat or a request failed).
+    /// Marks the peer unreachable (its heartbeat or a request failed). When
+    /// it was reachable until now, this node lost contact with it: writes it
+    /// coordinates from now on may miss this node (see [`Peer::contact_losses`]).
     pub fn mark_unreachable(&self) {
-        self.reachable.store(false, Ordering::Release);
+        if self.reachable.swap(false, Ordering::AcqRel) {
+            self.contact_losses.fetch_add(1, Ordering::AcqRel);
+        }
         self.healthy.store(false, Ordering::Release);
+    }
+
+    /// How often this node lost contact with the peer.
+    pub fn contact_losses(&self) -> u64 {
+        self.contact_losses.load(Ordering::Acquire)
     }
 
     /// Time since the peer last answered (or, if it never did, since this

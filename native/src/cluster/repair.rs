@@ -22,6 +22,8 @@ pub async fn run_round(cluster: &Arc<Cluster>) {
         return; // Unhealthy anyway; records may sit on nodes out of reach.
     }
     let me = view.name().to_owned();
+    // Contact lost after this point makes what this round finds stale.
+    let losses = view.contact_losses();
     let mut records: BTreeMap<String, Repair> = BTreeMap::new();
     let mut holders: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for peer in &peers {
@@ -37,15 +39,12 @@ pub async fn run_round(cluster: &Arc<Cluster>) {
         }
     }
     if records.is_empty() {
-        view.set_repair_state(RepairState {
-            checked: true,
-            pending: 0,
-        });
+        view.set_repair_state(RepairState::checked_through(losses));
         return;
     }
     view.set_repair_state(RepairState {
-        checked: view.repair_state().checked,
         pending: records.len(),
+        ..view.repair_state()
     });
     tracing::info!(count = records.len(), "applying repairs");
     // Per collection, each document to repair and whether a missed write deleted it.
@@ -97,10 +96,14 @@ pub async fn run_round(cluster: &Arc<Cluster>) {
         }
     }
     let pending = records.len() - applied.len();
-    view.set_repair_state(RepairState {
-        checked: pending == 0 || view.repair_state().checked,
-        pending,
-    });
+    if pending == 0 {
+        view.set_repair_state(RepairState::checked_through(losses));
+    } else {
+        view.set_repair_state(RepairState {
+            pending,
+            ..view.repair_state()
+        });
+    }
 }
 
 /// Makes this node's copy of one document match the other replicas. Returns
@@ -117,7 +120,12 @@ async fn repair_document(cluster: &Arc<Cluster>, collection: &str, document_id: 
         id: document_id.to_owned(),
     };
     let mut copy = None;
-    for peer in cluster.view.peers().into_iter().filter(|peer| peer.is_serving()) {
+    for peer in cluster
+        .view
+        .peers()
+        .into_iter()
+        .filter(|peer| cluster.view.is_serving(peer))
+    {
         if let Ok(InternalReply::Document(Some(found))) = peer.call(&request).await {
             copy = Some(found);
             break;

@@ -20,6 +20,22 @@ pub struct RepairState {
     pub checked: bool,
     /// Records known to be waiting for this node.
     pub pending: usize,
+    /// The contact losses ([`ClusterView::contact_losses`]) that had
+    /// happened when the round that checked began. A later loss (a peer
+    /// fell silent: partition, flapping link, a peer's crash) makes the
+    /// check stale: writes may have missed this node meanwhile.
+    pub covers_losses: u64,
+}
+
+impl RepairState {
+    /// Checked, by a round that began after `losses` contact losses.
+    pub fn checked_through(losses: u64) -> RepairState {
+        RepairState {
+            checked: true,
+            pending: 0,
+            covers_losses: losses,
+        }
+    }
 }
 
 /// The cluster as this node sees it.
@@ -90,6 +106,7 @@ impl ClusterView {
             repair_state: Mutex::new(RepairState {
                 checked: alone,
                 pending: 0,
+                covers_losses: 0,
             }),
             dialer,
         })
@@ -153,12 +170,31 @@ impl ClusterView {
         let mut online: Vec<String> = self
             .peers()
             .iter()
-            .filter(|peer| peer.is_serving())
+            .filter(|peer| self.is_serving(peer))
             .map(|peer| peer.name())
             .collect();
         online.push(self.me.name.clone());
         online.sort();
         online
+    }
+
+    /// Whether `peer`'s replicas may answer reads: it answers, says it is
+    /// healthy, and this node keeps no repair records for it (a write it
+    /// missed is not applied there yet, whatever it thinks).
+    pub fn is_serving(&self, peer: &Peer) -> bool {
+        peer.is_serving() && !self.repair_log.has_records_for(&peer.name())
+    }
+
+    /// No repair round has checked this node since it last lost contact
+    /// with a peer (or ever): it may lack writes, so it must not serve.
+    pub fn check_is_stale(&self) -> bool {
+        let state = self.repair_state();
+        !(state.checked && state.covers_losses == self.contact_losses())
+    }
+
+    /// How often this node has lost contact with any of its peers.
+    pub fn contact_losses(&self) -> u64 {
+        self.peers().iter().map(|peer| peer.contact_losses()).sum()
     }
 
     /// Peers that answer (healthy or not), for writes.
@@ -185,13 +221,15 @@ impl ClusterView {
         *current = state;
     }
 
-    /// The majority rule over reachable nodes, and no repairs of its own.
+    /// The majority rule over reachable nodes, and no repairs of its own:
+    /// checked by a repair round that began after this node last lost
+    /// contact with a peer.
     pub fn health(&self) -> Health {
         let members = locked(&self.membership).len();
         let known = members + locked(&self.joins).len();
         let reachable = 1 + self.reachable_peers().len();
         let state = self.repair_state();
-        let pending = if state.checked {
+        let pending = if !self.check_is_stale() {
             state.pending
         } else {
             state.pending.max(1)
@@ -276,7 +314,7 @@ impl ClusterView {
                         .as_ref()
                         .is_some_and(|p| p.is_connected() && p.is_reachable()),
                     online: peer.as_ref().is_some_and(|p| p.is_reachable()),
-                    healthy: peer.as_ref().is_some_and(|p| p.is_serving()),
+                    healthy: peer.as_ref().is_some_and(|p| self.is_serving(p)),
                     member,
                 }
             })

@@ -1,0 +1,278 @@
+//! After a network partition heals, no node answers a read with STATUS_OK
+//! while documents acknowledged during the partition are missing from it
+//! (issue: short reads after a heal). Nodes run in network namespaces of
+//! their own; a cut drops node-to-node traffic silently while the test's
+//! connections, opened before the cut, keep working.
+//!
+//! Needs root (network namespaces); elsewhere it says so and passes without
+//! running. Under the TLS switch it does not run either: the partition
+//! logic is transport-independent and the namespaces' addresses are not in
+//! the harness's certificates.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use canhazdb_tests::netns::{run_in_client_namespace, NetCluster};
+use canhazdb_tests::{cmd, status, RawConn};
+use serde_json::{json, Value};
+
+const NODES: usize = 3;
+/// How long a request may take before it counts as wedged: a read that meets
+/// a freshly cut peer waits for its call timeout (2 s), twice.
+const CALL: Duration = Duration::from_secs(10);
+
+fn skip_reason() -> Option<String> {
+    if canhazdb_tests::tls::enabled() {
+        return Some("CANHAZDB_TEST_TLS is set; the partition tests run in the plain pass".into());
+    }
+    canhazdb_tests::netns::unavailable().map(|why| format!("network namespaces unavailable: {why}"))
+}
+
+async fn connect_all(cluster_addresses: &[std::net::SocketAddr]) -> Vec<RawConn> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut conns = Vec::new();
+    for addr in cluster_addresses {
+        loop {
+            match RawConn::try_connect_raw(*addr).await {
+                Ok(mut conn) => {
+                    // READY comes once the node is healthy.
+                    if conn.next_frame(Duration::from_secs(30)).await.is_ok() {
+                        conns.push(conn);
+                        break;
+                    }
+                }
+                Err(error) if Instant::now() < deadline => {
+                    eprintln!("{addr} not up yet: {error}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(error) => panic!("{addr}: {error}"),
+            }
+        }
+    }
+    conns
+}
+
+async fn status_of(conn: &mut RawConn) -> String {
+    match conn.try_call(cmd::INFO, json!({}), CALL).await {
+        Ok(reply) => reply.data()["status"].as_str().unwrap_or_default().to_owned(),
+        Err(error) => format!("no answer: {error}"),
+    }
+}
+
+async fn wait_status(conn: &mut RawConn, want: &str, within: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let seen = status_of(conn).await;
+        if seen == want {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "no {want} within {within:?}: the node says {seen}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One GET through `conn`: `Some(ids)` for STATUS_OK, `None` otherwise.
+async fn read_ids(conn: &mut RawConn, collection: &str) -> Option<BTreeSet<String>> {
+    let reply = conn
+        .try_call(cmd::GET, json!({"10": collection}), CALL)
+        .await
+        .unwrap_or_else(|error| panic!("a read must be answered, not hang: {error}"));
+    if reply.clone().into_tuple().0 != status::OK {
+        return None;
+    }
+    let ids = reply
+        .data()
+        .as_array()
+        .map(|documents| {
+            documents
+                .iter()
+                .filter_map(|d| d["id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(ids)
+}
+
+/// Reads through every node for `window`, asserting that each STATUS_OK
+/// answer holds every id of `acknowledged`; returns how long the node that
+/// was cut took to answer STATUS_OK again.
+async fn assert_complete_reads(
+    conns: &mut [RawConn],
+    collection: &str,
+    acknowledged: &BTreeSet<String>,
+    healed: usize,
+    window: Duration,
+) -> Option<Duration> {
+    let started = Instant::now();
+    let mut healed_after = None;
+    while started.elapsed() < window {
+        for (index, conn) in conns.iter_mut().enumerate() {
+            if let Some(ids) = read_ids(conn, collection).await {
+                let missing: Vec<&String> = acknowledged.difference(&ids).collect();
+                assert!(
+                    missing.is_empty(),
+                    "node {index} answered STATUS_OK {:?} after the heal without {} acknowledged \
+                     documents: {missing:?}",
+                    started.elapsed(),
+                    missing.len()
+                );
+                if index == healed && healed_after.is_none() {
+                    healed_after = Some(started.elapsed());
+                }
+            }
+        }
+    }
+    healed_after
+}
+
+async fn post_through(conn: &mut RawConn, collection: &str, id: String, acknowledged: &mut BTreeSet<String>) {
+    let payload = json!({"10": collection, "20": {"id": id, "at": "partition"}});
+    match conn.try_call(cmd::POST, payload, CALL).await {
+        Ok(reply) if reply.clone().into_tuple().0 == status::CREATED => {
+            acknowledged.insert(id);
+        }
+        Ok(_) => {}
+        Err(error) => panic!("a POST must be answered, not hang: {error}"),
+    }
+}
+
+#[test]
+fn reads_after_a_partition_heals_hold_every_acknowledged_write() {
+    if let Some(reason) = skip_reason() {
+        eprintln!("skipping: {reason}");
+        return;
+    }
+    let cluster = NetCluster::start(NODES).expect("the namespaces and nodes start");
+    let addresses: Vec<_> = (0..NODES).map(|i| cluster.socket_address(i)).collect();
+    let client = cluster.client_ns();
+    let tails: Vec<String> = (0..NODES)
+        .map(|i| cluster.log_path(i).display().to_string())
+        .collect();
+    let cluster = std::sync::Arc::new(cluster);
+    let faults = cluster.clone();
+    run_in_client_namespace(&client, Duration::from_secs(240), move || async move {
+        let mut conns = connect_all(&addresses).await;
+        let mut acknowledged = BTreeSet::new();
+        for n in 0..5 {
+            post_through(&mut conns[0], "part", format!("before-{n}"), &mut acknowledged).await;
+        }
+        assert_eq!(acknowledged.len(), 5, "the healthy cluster takes writes");
+        for cut in 0..NODES {
+            let majority = (cut + 1) % NODES;
+            faults.cut(cut).expect("cut");
+            let unhealthy_after = wait_status(&mut conns[cut], "unhealthy", Duration::from_secs(10)).await;
+            // The majority side keeps taking writes (a write may fail while
+            // it notices the cut; it is tried again, within a bound).
+            let deadline = Instant::now() + Duration::from_secs(15);
+            for n in 0..10 {
+                let id = format!("cut{cut}-{n}");
+                while !acknowledged.contains(&id) {
+                    assert!(
+                        Instant::now() < deadline,
+                        "the majority side took no write for 15 s"
+                    );
+                    post_through(&mut conns[majority], "part", id.clone(), &mut acknowledged).await;
+                }
+            }
+            faults.heal(cut).expect("heal");
+            let healed_after =
+                assert_complete_reads(&mut conns, "part", &acknowledged, cut, Duration::from_secs(6)).await;
+            eprintln!(
+                "node {cut}: unhealthy {unhealthy_after:?} after the cut; serving again {healed_after:?} after the heal"
+            );
+            let healed_after = healed_after.unwrap_or_else(|| {
+                panic!(
+                    "node {cut} did not serve within 6 s of the heal; log:\n{}",
+                    faults.log_tail(cut, 3000)
+                )
+            });
+            assert!(healed_after < Duration::from_secs(6));
+        }
+    });
+    // Warnings are rate-limited: three cuts of a few seconds each leave a
+    // few lines per call site, not several a second per peer.
+    for index in 0..NODES {
+        let log = std::fs::read_to_string(cluster.log_path(index)).unwrap_or_default();
+        let noisy = log
+            .lines()
+            .filter(|line| line.contains(" WARN ") || line.contains(" ERROR "))
+            .count();
+        eprintln!("node {index}: {noisy} WARN/ERROR lines");
+        assert!(
+            noisy <= 60,
+            "node {index} logged {noisy} warnings and errors:\n{}",
+            cluster.log_tail(index, 4000)
+        );
+    }
+}
+
+#[test]
+fn reads_under_a_flapping_link_hold_every_acknowledged_write() {
+    if let Some(reason) = skip_reason() {
+        eprintln!("skipping: {reason}");
+        return;
+    }
+    let cluster = std::sync::Arc::new(NetCluster::start(NODES).expect("the namespaces and nodes start"));
+    let addresses: Vec<_> = (0..NODES).map(|i| cluster.socket_address(i)).collect();
+    let client = cluster.client_ns();
+    let flapper = cluster.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    run_in_client_namespace(&client, Duration::from_secs(240), move || async move {
+        let mut conns = connect_all(&addresses).await;
+        let mut acknowledged = BTreeSet::new();
+        // Node 2's link goes down and up every 300 ms for 10 s while
+        // writes go through node 0 and every node is read.
+        let flapping = {
+            let (flapper, stop) = (flapper.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let mut cut = false;
+                while started.elapsed() < Duration::from_secs(10)
+                    && !stop.load(std::sync::atomic::Ordering::Relaxed)
+                {
+                    if cut {
+                        flapper.heal(2).expect("heal");
+                    } else {
+                        flapper.cut(2).expect("cut");
+                    }
+                    cut = !cut;
+                    std::thread::sleep(Duration::from_millis(300));
+                }
+                if cut {
+                    flapper.heal(2).expect("heal");
+                }
+            })
+        };
+        let started = Instant::now();
+        let mut n = 0;
+        let mut served: Vec<usize> = vec![0; NODES];
+        while started.elapsed() < Duration::from_secs(12) {
+            post_through(&mut conns[0], "flap", format!("w{n}"), &mut acknowledged).await;
+            n += 1;
+            // Only what was acknowledged before the read was sent must be in it.
+            let expected = acknowledged.clone();
+            for (index, conn) in conns.iter_mut().enumerate() {
+                if let Some(ids) = read_ids(conn, "flap").await {
+                    served[index] += 1;
+                    let missing: Vec<&String> = expected.difference(&ids).collect();
+                    assert!(
+                        missing.is_empty(),
+                        "node {index} answered STATUS_OK at {:?} without acknowledged documents {missing:?}",
+                        started.elapsed()
+                    );
+                }
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        flapping.join().expect("the flapping thread");
+        eprintln!(
+            "{} writes acknowledged of {n}; complete reads served per node: {served:?}",
+            acknowledged.len()
+        );
+        assert!(!acknowledged.is_empty());
+        let _: Vec<Value> = Vec::new();
+    });
+}
