@@ -148,9 +148,6 @@ fn reads_after_a_partition_heals_hold_every_acknowledged_write() {
     let cluster = NetCluster::start(NODES).expect("the namespaces and nodes start");
     let addresses: Vec<_> = (0..NODES).map(|i| cluster.socket_address(i)).collect();
     let client = cluster.client_ns();
-    let tails: Vec<String> = (0..NODES)
-        .map(|i| cluster.log_path(i).display().to_string())
-        .collect();
     let cluster = std::sync::Arc::new(cluster);
     let faults = cluster.clone();
     run_in_client_namespace(&client, Duration::from_secs(240), move || async move {
