@@ -489,8 +489,17 @@ pub async fn update(
             .collect::<Vec<_>>()
     }));
     match first_failure {
-        // Some node failed in a way that may hide changed documents.
-        Some(error) if check_complete(cluster, answered.len()).is_err() => Err(error),
+        // Some node failed in a way that may hide changed documents: a node
+        // of the online view that did not answer was the primary replica of
+        // some (nobody else reported them), and too few answers may miss
+        // the node that keeps a stale node's repair records and reports for it.
+        Some(error)
+            if online.iter().any(|name| !answered.contains(name))
+                || check_complete(cluster, answered.len()).is_err()
+                || !canhazdb_core::health::has_majority(cluster.view.known_names().len(), answered.len()) =>
+        {
+            Err(error)
+        }
         _ => Ok(ids),
     }
 }

@@ -125,7 +125,15 @@ pub async fn update(
         }
         Change::Delete => cluster.store.delete(collection, query).await?,
     };
-    let filter = PrimaryFilter::new(cluster.view.name(), online);
+    // A node this node keeps repair records for may lack documents it would
+    // be the primary replica of: report as if it were offline. The
+    // coordinator merges the reports, so an id both report is listed once.
+    let online: Vec<String> = online
+        .iter()
+        .filter(|name| !cluster.view.repair_log.has_records_for(name))
+        .cloned()
+        .collect();
+    let filter = PrimaryFilter::new(cluster.view.name(), &online);
     Ok(changed
         .into_iter()
         .map(|changed| ChangedReplica {
