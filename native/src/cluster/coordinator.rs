@@ -481,21 +481,35 @@ pub async fn update(
         })
         .collect();
     record_repairs(cluster, repairs).await?;
-    let ids = merge_changed_ids(reports.iter().map(|changed| {
+    // A document whose primary replica (under the view) did not answer is
+    // reported by the replicas that did.
+    let is_online = |name: &str| online.iter().any(|online| online == name);
+    let orphaned: Vec<String> = reports
+        .iter()
+        .flatten()
+        .filter(|changed| {
+            changed
+                .replicas
+                .iter()
+                .find(|replica| is_online(replica))
+                .is_some_and(|primary| !answered.contains(primary))
+        })
+        .map(|changed| changed.id.clone())
+        .collect();
+    let primaries = reports.iter().map(|changed| {
         changed
             .iter()
             .filter(|changed| changed.primary)
             .map(|changed| changed.id.clone())
             .collect::<Vec<_>>()
-    }));
+    });
+    let ids = merge_changed_ids(primaries.chain(std::iter::once(orphaned)));
     match first_failure {
-        // Some node failed in a way that may hide changed documents: a node
-        // of the online view that did not answer was the primary replica of
-        // some (nobody else reported them), and too few answers may miss
-        // the node that keeps a stale node's repair records and reports for it.
+        // Some node failed in a way that may hide changed documents: too
+        // few replicas answered, or too few nodes to include one that keeps
+        // a stale node's repair records and reports for it.
         Some(error)
-            if online.iter().any(|name| !answered.contains(name))
-                || check_complete(cluster, answered.len()).is_err()
+            if check_complete(cluster, answered.len()).is_err()
                 || !canhazdb_core::health::has_majority(cluster.view.known_names().len(), answered.len()) =>
         {
             Err(error)
