@@ -68,7 +68,10 @@ fn make(options: Option<CertificateOptions>) -> Result<Certificates, Failure> {
     };
     let hosts = hosts.unwrap_or_else(|| vec!["127.0.0.1".to_owned(), "localhost".to_owned()]);
     let clients = clients.unwrap_or_else(|| vec!["client".to_owned()]);
-    if let Some(name) = clients.iter().find(|name| name.is_empty() || name.as_str() == "node") {
+    if let Some(name) = clients
+        .iter()
+        .find(|name| name.is_empty() || name.as_str() == "node")
+    {
         return Err(Failure::argument(format!(
             "client name {name:?} is not allowed: a client certificate needs a name, and \"node\" is the node's"
         )));
@@ -76,11 +79,14 @@ fn make(options: Option<CertificateOptions>) -> Result<Certificates, Failure> {
     let now = SystemTime::now();
     let authority = Authority::generate(now - BACKDATE, now + CA_VALIDITY).map_err(failure)?;
     let issue = |name: &str, spec: LeafSpec| {
-        authority.issue(&spec).map_err(failure).map(|issued| IssuedCertificate {
-            name: name.to_owned(),
-            cert: issued.cert_pem,
-            key: issued.key_pem,
-        })
+        authority
+            .issue(&spec)
+            .map_err(failure)
+            .map(|issued| IssuedCertificate {
+                name: name.to_owned(),
+                cert: issued.cert_pem,
+                key: issued.key_pem,
+            })
     };
     let node = issue("node", LeafSpec::node(&hosts))?;
     let clients = clients

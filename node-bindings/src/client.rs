@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use canhazdb::client::{
-    Client as NativeClient, Error as ClientError, GetOptions as NativeGetOptions, LockStrategy, Notification,
-    Subscription, WriteOptions as NativeWriteOptions,
+    Client as NativeClient, ClientTls, Error as ClientError, GetOptions as NativeGetOptions, LockStrategy,
+    Notification, Subscription, TlsConnector, WriteOptions as NativeWriteOptions,
 };
-use napi::bindgen_prelude::{Either, FnArgs, Function, FunctionRef, PromiseRaw, Unknown};
+use napi::bindgen_prelude::{Buffer, Either, FnArgs, Function, FunctionRef, PromiseRaw, Unknown};
 use napi::threadsafe_function::{ThreadsafeCallContext, ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, JsValue, ValueType};
 use napi_derive::napi;
@@ -49,6 +49,18 @@ pub struct ClientOptions {
     pub port: Option<u32>,
     /// Milliseconds to wait for the connection and the server's READY. Default 10000.
     pub timeout: Option<u32>,
+    /// The CA certificate(s) (PEM) the server's certificate must chain to.
+    /// With `ca` the client connects over TLS and checks that the server's
+    /// certificate names `host`; without it, plain TCP.
+    #[napi(ts_type = "Pem")]
+    pub ca: Option<Either<String, Buffer>>,
+    /// This client's certificate (PEM), signed by the cluster's CA; a
+    /// server with TLS requires one. Needs `key` (and `ca`).
+    #[napi(ts_type = "Pem")]
+    pub cert: Option<Either<String, Buffer>>,
+    /// The private key (PEM) of `cert`.
+    #[napi(ts_type = "Pem")]
+    pub key: Option<Either<String, Buffer>>,
 }
 
 /// Options of `get` and `getOne`.
@@ -413,19 +425,32 @@ pub fn create_client<'env>(
     env: &'env Env,
     options: Option<ClientOptions>,
 ) -> napi::Result<PromiseRaw<'env, Client>> {
-    let (host, port, timeout) = match options {
-        Some(options) => (options.host, options.port, options.timeout),
-        None => (None, None, None),
-    };
-    let host = host.unwrap_or_else(|| "127.0.0.1".to_owned());
-    let port = port.unwrap_or(7060);
-    let timeout = Duration::from_millis(u64::from(timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT_MS)));
-    let address = u16::try_from(port)
+    let options = options.unwrap_or(ClientOptions {
+        host: None,
+        port: None,
+        timeout: None,
+        ca: None,
+        cert: None,
+        key: None,
+    });
+    let host = options.host.unwrap_or_else(|| "127.0.0.1".to_owned());
+    let port = options.port.unwrap_or(7060);
+    let timeout = Duration::from_millis(u64::from(options.timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT_MS)));
+    let has_certificate = options.cert.is_some();
+    let tls = client_tls(options.ca, options.cert, options.key);
+    let target = u16::try_from(port)
         .map_err(|_| Failure::argument(format!("port must be between 0 and 65535, not {port}")))
-        .map(|port| (host.clone(), port));
+        .and_then(|port| {
+            Ok(Target {
+                host: host.clone(),
+                port,
+                tls: tls?,
+                has_certificate,
+            })
+        });
     settle(
         env,
-        async move { connect_when_ready(address?, timeout).await },
+        async move { connect_when_ready(target?, timeout).await },
         move |env, inner: NativeClient| {
             let keep_alive = KeepAlive::new(env)?;
             napi::bindgen_prelude::spawn(release_when_closed(inner.clone(), keep_alive.clone()));
@@ -440,28 +465,112 @@ pub fn create_client<'env>(
     )
 }
 
+/// Where `createClient` connects, and how.
+struct Target {
+    host: String,
+    port: u16,
+    /// `Some` when `ca` was given: TLS, verifying the server against it.
+    tls: Option<TlsConnector>,
+    /// Whether the connector presents a client certificate.
+    has_certificate: bool,
+}
+
+impl Target {
+    /// `host:port`, with brackets around an IPv6 address.
+    fn address(&self) -> String {
+        if self.host.contains(':') && !self.host.starts_with('[') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+fn pem_bytes(pem: &Either<String, Buffer>) -> &[u8] {
+    match pem {
+        Either::A(text) => text.as_bytes(),
+        Either::B(bytes) => bytes.as_ref(),
+    }
+}
+
+/// The TLS connector of `ca`, `cert` and `key`, or `None` without `ca`.
+fn client_tls(
+    ca: Option<Either<String, Buffer>>,
+    cert: Option<Either<String, Buffer>>,
+    key: Option<Either<String, Buffer>>,
+) -> Result<Option<TlsConnector>, Failure> {
+    let identity = match (&cert, &key) {
+        (Some(cert), Some(key)) => Some((pem_bytes(cert), pem_bytes(key))),
+        (None, None) => None,
+        (Some(_), None) => return Err(Failure::argument("cert needs its private key: give key too")),
+        (None, Some(_)) => return Err(Failure::argument("key needs its certificate: give cert too")),
+    };
+    let Some(ca) = ca else {
+        return match identity {
+            Some(_) => Err(Failure::argument(
+                "cert and key need ca: the CA certificate (PEM) the server's certificate must chain to",
+            )),
+            None => Ok(None),
+        };
+    };
+    let tls =
+        ClientTls::from_pem(pem_bytes(&ca), identity).map_err(|error| Failure::tls(error.to_string()))?;
+    Ok(Some(tls.connector()))
+}
+
 /// Connects and waits for READY, for at most `timeout` in all.
 ///
 /// A node sends READY only to connections made while it is healthy, so a
 /// connection made while it was not (a cluster still forming) would never
 /// see it: when READY does not come within a short wait, this reconnects,
 /// waiting longer each time, until the node is ready or `timeout` passed.
-async fn connect_when_ready(address: (String, u16), timeout: Duration) -> Result<NativeClient, Failure> {
+///
+/// With TLS 1.3 the server checks the client's certificate after the
+/// client has finished its side of the handshake, so a refused certificate
+/// shows up as the connection failing before READY: that becomes an
+/// `ERR_CANHAZDB_TLS` failure saying so.
+async fn connect_when_ready(target: Target, timeout: Duration) -> Result<NativeClient, Failure> {
+    let address = target.address();
     let deadline = tokio::time::Instant::now() + timeout;
     let mut patience = FIRST_READY_WAIT;
     loop {
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let connect = tokio::time::timeout(remaining, NativeClient::connect(address.clone()));
-        let client = match connect.await {
-            Ok(connected) => connected?,
+        let connect = match &target.tls {
+            Some(connector) => {
+                tokio::time::timeout(remaining, NativeClient::connect_tls(&address, connector)).await
+            }
+            None => {
+                tokio::time::timeout(
+                    remaining,
+                    NativeClient::connect((target.host.clone(), target.port)),
+                )
+                .await
+            }
+        };
+        let client = match connect {
+            Ok(Ok(client)) => client,
+            Ok(Err(ClientError::Tls(reason))) => {
+                return Err(Failure::tls(format!(
+                    "TLS handshake with {address} failed: {reason}"
+                )))
+            }
+            Ok(Err(error)) => return Err(error.into()),
             Err(_) => break,
         };
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
         match tokio::time::timeout(patience.min(remaining), client.wait_ready()).await {
-            Ok(ready) => {
-                ready?;
-                return Ok(client);
+            Ok(Ok(())) => return Ok(client),
+            Ok(Err(error)) if target.tls.is_some() => {
+                let hint = if target.has_certificate {
+                    "is the client certificate (cert, key) signed by the cluster's CA, and valid now?"
+                } else {
+                    "the server requires a client certificate: give cert and key, signed by the cluster's CA"
+                };
+                return Err(Failure::tls(format!(
+                    "{address} refused the TLS connection ({error}): {hint}"
+                )));
             }
+            Ok(Err(error)) => return Err(error.into()),
             Err(_) => client.close().await,
         }
         if tokio::time::Instant::now() >= deadline {
@@ -469,10 +578,13 @@ async fn connect_when_ready(address: (String, u16), timeout: Duration) -> Result
         }
         patience = (patience * 2).min(LONGEST_READY_WAIT);
     }
+    let hint = if target.tls.is_none() {
+        " (a server with TLS says nothing to a plain connection: give ca, cert and key if it uses TLS)"
+    } else {
+        ""
+    };
     Err(Failure::from(ClientError::Timeout).with_message(format!(
-        "{}:{} did not become ready within {} ms",
-        address.0,
-        address.1,
+        "{address} did not become ready within {} ms{hint}",
         timeout.as_millis()
     )))
 }

@@ -10,14 +10,15 @@
 //! worker thread ending) — bounded by [`CLEANUP_TIMEOUT`].
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use canhazdb::server::{default_node_name, RunningServer, ServerConfig};
+use canhazdb::tls::TlsFiles;
 use canhazdb_core::frame::DEFAULT_MAX_FRAME_BYTES;
-use napi::bindgen_prelude::{Either, PromiseRaw};
+use napi::bindgen_prelude::{Buffer, Either, PromiseRaw};
 use napi::Env;
 use napi_derive::napi;
 use tokio::sync::{oneshot, watch};
@@ -52,6 +53,32 @@ pub struct ServerOptions {
     /// Also accept WebSocket connections (browser clients) on this
     /// `"host:port"`; port 0 picks a free one (read it from `server.wsPort`).
     pub ws: Option<String>,
+    /// Mutual TLS on every listener (TCP and `ws`, which becomes `wss`):
+    /// only clients with a certificate signed by `tls.ca` are served.
+    pub tls: Option<ServerTlsOptions>,
+    /// Without `tls`, listen on a host other than loopback anyway (anyone
+    /// who can reach it can act as a cluster node). Default false.
+    pub insecure: Option<bool>,
+}
+
+/// The `tls` option of `createServer`: PEM contents (strings or Buffers,
+/// like `tls.createServer`), not file names.
+///
+/// They are written to `<dataDir>/tls/` (`ca.crt`, `node.crt`, `node.key`,
+/// mode 0600, in a 0700 directory) and the node reads them from there at
+/// start; an embedded server does not reload them (there is no SIGHUP
+/// reload): restart it with new certificates instead.
+#[napi(object)]
+pub struct ServerTlsOptions {
+    /// The cluster's CA certificate: clients and peers must present a certificate it signed.
+    #[napi(ts_type = "Pem")]
+    pub ca: Either<String, Buffer>,
+    /// This node's certificate (CN `node`, naming the host clients connect to).
+    #[napi(ts_type = "Pem")]
+    pub cert: Either<String, Buffer>,
+    /// The private key of `cert`.
+    #[napi(ts_type = "Pem")]
+    pub key: Either<String, Buffer>,
 }
 
 /// A canhazdb node running inside this process. Created by `createServer`.
@@ -176,6 +203,8 @@ fn default_options() -> ServerConfig {
         replicas: None,
         max_frame_bytes: None,
         ws: None,
+        tls: None,
+        insecure: None,
     })
     .expect("the defaults are valid")
 }
@@ -207,6 +236,10 @@ fn config(options: ServerOptions) -> Result<ServerConfig, Failure> {
         Some(Either::A(one)) => vec![one],
         Some(Either::B(many)) => many,
     };
+    let tls = match options.tls {
+        Some(tls) => Some(write_tls_files(&data_dir, &tls)?),
+        None => None,
+    };
     Ok(ServerConfig {
         host: options.host.unwrap_or_else(|| "127.0.0.1".to_owned()),
         port,
@@ -215,10 +248,60 @@ fn config(options: ServerOptions) -> Result<ServerConfig, Failure> {
         join,
         replicas: replicas as usize,
         max_frame_bytes,
-        ws: None,
-        tls: None,
-        insecure: false,
+        ws: options.ws,
+        tls,
+        insecure: options.insecure.unwrap_or(false),
     })
+}
+
+/// Writes the PEM contents of the `tls` option where the node reads them:
+/// `<dataDir>/tls/{ca.crt,node.crt,node.key}`, readable by this user only.
+fn write_tls_files(data_dir: &Path, tls: &ServerTlsOptions) -> Result<TlsFiles, Failure> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    let dir = data_dir.join("tls");
+    let failed = |path: &Path, error: std::io::Error| {
+        Failure::server(format!(
+            "cannot write the TLS files to {}: {error}",
+            path.display()
+        ))
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|error| failed(&dir, error))?;
+    // An existing directory keeps its mode otherwise.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|error| failed(&dir, error))?;
+    let files = TlsFiles::in_dir(&dir);
+    for (path, pem, what) in [
+        (&files.ca, &tls.ca, "tls.ca"),
+        (&files.cert, &tls.cert, "tls.cert"),
+        (&files.key, &tls.key, "tls.key"),
+    ] {
+        let bytes = match pem {
+            Either::A(text) => text.as_bytes(),
+            Either::B(bytes) => bytes.as_ref(),
+        };
+        if !bytes.windows(11).any(|window| window == b"-----BEGIN ") {
+            return Err(Failure::tls(format!(
+                "{what} must be PEM contents (\"-----BEGIN ...\"), as a string or Buffer, not a file name"
+            )));
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|error| failed(path, error))?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .and_then(|()| file.write_all(bytes))
+            .and_then(|()| file.sync_all())
+            .map_err(|error| failed(path, error))?;
+    }
+    Ok(files)
 }
 
 /// What a JS `Server` (and the cleanup hook) hold of a running server.
