@@ -9,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { chromium } from 'playwright-core';
 import { createStaticServer } from '../../../examples/browser/serve.mjs';
 import { root, startServer } from '../lib/server.mjs';
+import { makeCertificates } from '../lib/tls.mjs';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const ARTIFACTS = path.join(root, 'wasm', 'test', 'artifacts');
@@ -367,5 +368,95 @@ describe('in headless Chromium', () => {
 
   it('logged no page errors', () => {
     assert.deepEqual(problems, []);
+  });
+});
+
+// wss:// with mutual TLS. The page's wasm client is unchanged: the browser
+// does TLS. Chromium here has no certificate store with the client
+// certificate, so Playwright's `clientCertificates` provides it: Playwright
+// routes the context's connections through its own SOCKS proxy, which, for
+// the certificate's origin, terminates the browser's TLS (with a dummy
+// certificate, hence `ignoreHTTPSErrors`) and makes the TLS connection to
+// the server itself, presenting the client certificate. That applies to
+// WebSocket connections as well as to http(s) requests: what is tested is
+// the server's wss:// listener with a client certificate, and the wasm
+// client through a real browser WebSocket, not Chromium's own client
+// certificate selection (see wasm/README.md for real browsers).
+describe('in headless Chromium over wss:// with a client certificate', () => {
+  let certs;
+  let secure;
+  let browser;
+  const tlsProblems = [];
+
+  before(async () => {
+    certs = await makeCertificates('chromium');
+    secure = await startServer({ certsDir: certs.dir });
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking'],
+      timeout: 30_000,
+    });
+  });
+
+  after(async () => {
+    await browser?.close().catch(() => {});
+    await secure?.stop();
+    await certs?.remove();
+  });
+
+  /** A page of a new context whose client certificate is for `origin`. */
+  async function pageWithCertificateFor(origin) {
+    const tlsContext = await browser.newContext({
+      clientCertificates: [{ origin, certPath: certs.client.certPath, keyPath: certs.client.keyPath }],
+      ignoreHTTPSErrors: true,
+    });
+    const page = await tlsContext.newPage();
+    await page.goto(`${base}/test/index.html`);
+    await page.waitForFunction(() => document.body.dataset.state !== 'loading', null, { timeout: 15_000 });
+    return page;
+  }
+
+  it('the wasm client connects to wss:// and round-trips documents', TEST_TIMEOUT, async () => {
+    const page = await pageWithCertificateFor(`https://127.0.0.1:${secure.wsPort}`);
+    page.on('pageerror', (error) => tlsProblems.push(`pageerror: ${error.message}`));
+    const result = await settle(page, async (url) => {
+      const db = await window.canhazdb.connect(url, { timeout: 10_000 });
+      const stored = await db.post('wss-browser', { name: 'kitty', lives: 9 });
+      const got = await db.get('wss-browser', { query: { id: stored.id } });
+      const count = await db.count('wss-browser');
+      await db.close();
+      return { stored, got, count };
+    }, secure.wsUrl);
+    assert.equal(result.ok, true, JSON.stringify(result));
+    assert.equal(result.value.stored.name, 'kitty');
+    assert.deepEqual(result.value.got, [result.value.stored]);
+    assert.equal(result.value.count, 1);
+    await page.context().close();
+  });
+
+  it('without a client certificate the connection is refused', TEST_TIMEOUT, async () => {
+    // A certificate for another origin: Playwright's proxy passes the TLS
+    // through untouched, so Chromium itself (told to ignore the server
+    // certificate's unknown CA) does the handshake, with no certificate.
+    const page = await pageWithCertificateFor('https://127.0.0.1:1');
+    const result = await settle(page, (url) => window.canhazdb.connect(url, { timeout: 10_000 }), secure.wsUrl);
+    assert.equal(result.ok, false, 'the server must refuse a browser without a client certificate');
+    assert.equal(result.isError, true);
+    await page.context().close();
+    // The server keeps serving.
+    const again = await pageWithCertificateFor(`https://127.0.0.1:${secure.wsPort}`);
+    const count = await settle(again, async (url) => {
+      const db = await window.canhazdb.connect(url, { timeout: 10_000 });
+      const n = await db.count('wss-browser');
+      await db.close();
+      return n;
+    }, secure.wsUrl);
+    assert.deepEqual(count, { ok: true, value: 1 });
+    await again.context().close();
+  });
+
+  it('logged no page errors over wss', () => {
+    assert.deepEqual(tlsProblems, []);
   });
 });

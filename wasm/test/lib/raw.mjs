@@ -26,9 +26,12 @@ export function parseFrame(data) {
   return { id: bytes[0] | (bytes[1] << 8), command: bytes[2], payload: text ? JSON.parse(text) : null };
 }
 
-/** A WebSocket with an awaitable message queue. */
-export async function rawSocket(url) {
-  const socket = new WebSocket(url);
+/**
+ * A WebSocket with an awaitable message queue. `options.WebSocket`: the
+ * class to use instead of the global one (see lib/tls.mjs for client certificates).
+ */
+export async function rawSocket(url, { WebSocket: Socket = globalThis.WebSocket } = {}) {
+  const socket = new Socket(url);
   socket.binaryType = 'arraybuffer';
   const queue = [];
   const waiters = [];

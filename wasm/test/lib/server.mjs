@@ -57,7 +57,7 @@ function canConnect(port) {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function launch({ maxFrameBytes, dataDir }) {
+async function launch({ maxFrameBytes, certsDir, dataDir }) {
   const port = await freePort();
   const wsPort = await freePort();
   const args = [
@@ -69,6 +69,7 @@ async function launch({ maxFrameBytes, dataDir }) {
     '--replicas', '1',
   ];
   if (maxFrameBytes) args.push('--max-frame-bytes', String(maxFrameBytes));
+  if (certsDir) args.push('--certs-dir', certsDir);
   const child = spawn(serverBinary, args, {
     stdio: ['ignore', 'ignore', 'pipe'],
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' },
@@ -100,12 +101,14 @@ async function launch({ maxFrameBytes, dataDir }) {
 /**
  * Starts a server; resolves to `{ wsUrl, port, wsPort, kill(), stop() }`.
  * `stop()` ends it (SIGTERM, then SIGKILL after 5 s) and removes its data.
+ * With `certsDir` (ca.crt, node.crt, node.key; see lib/tls.mjs) every
+ * listener speaks only mutual TLS and `wsUrl` is `wss://`.
  */
-export async function startServer({ maxFrameBytes } = {}) {
+export async function startServer({ maxFrameBytes, certsDir } = {}) {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'canhazdb-wasm-test-'));
   let started;
   for (let attempt = 0; attempt < 3; attempt++) {
-    started = await launch({ maxFrameBytes, dataDir });
+    started = await launch({ maxFrameBytes, certsDir, dataDir });
     if (started.child) break;
   }
   if (!started.child) {
@@ -126,7 +129,7 @@ export async function startServer({ maxFrameBytes } = {}) {
   return {
     port,
     wsPort,
-    wsUrl: `ws://127.0.0.1:${wsPort}`,
+    wsUrl: `${certsDir ? 'wss' : 'ws'}://127.0.0.1:${wsPort}`,
     log: started.log,
     /** Kills the server at once (a dropped connection for its clients). */
     kill: () => ends('SIGKILL', 5_000),

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startServer, within, sleep } from '../lib/server.mjs';
 import { connect, Database } from '../../pkg/canhazdb_wasm.js';
+import { makeCertificates, webSocketWith, withWebSocket } from '../lib/tls.mjs';
 
 let server;
 const open = [];
@@ -435,5 +436,43 @@ describe('oversized messages', () => {
     } finally {
       await small.stop();
     }
+  });
+});
+
+describe('over wss:// with mutual TLS', () => {
+  let certs;
+  let secure;
+
+  before(async () => {
+    certs = await makeCertificates('wasm-node');
+    secure = await startServer({ certsDir: certs.dir });
+  });
+
+  after(async () => {
+    await secure?.stop();
+    await certs?.remove();
+  });
+
+  // The wasm client opens `new WebSocket(url)` as a page does; here the
+  // global stands for one whose TLS presents the client certificate (what a
+  // browser does from its certificate store).
+  const connectAs = (identity, options) =>
+    withWebSocket(webSocketWith({ ca: certs.ca, ...identity }), () =>
+      within(10_000, connect(secure.wsUrl, options), 'connect'),
+    );
+
+  it('connects to a wss:// URL unchanged and round-trips documents', async () => {
+    const connection = await connectAs(certs.client);
+    open.push(connection);
+    const stored = await connection.post('wss-cats', { name: 'kitty' });
+    assert.equal(typeof stored.id, 'string');
+    assert.deepEqual(await connection.get('wss-cats', { query: { name: 'kitty' } }), [stored]);
+    assert.equal(await connection.count('wss-cats'), 1);
+    await connection.close();
+  });
+
+  it('is refused without a client certificate', async () => {
+    const error = await rejection(connectAs({}, { timeout: 5_000 }));
+    assert.ok(error instanceof Error, String(error));
   });
 });

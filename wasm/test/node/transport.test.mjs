@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { COMMAND, STATUS, frame, rawSocket } from '../lib/raw.mjs';
 import { startServer } from '../lib/server.mjs';
+import { makeCertificates, webSocketWith } from '../lib/tls.mjs';
 
 let server;
 let small;
@@ -159,5 +160,53 @@ describe('WebSocket transport', () => {
     assert.equal(info.command, STATUS.OK);
     assert.ok(info.payload['20'].nodes.some((node) => node.port === server.port));
     socket.close();
+  });
+});
+
+describe('WebSocket transport over mutual TLS (wss)', () => {
+  let certs;
+  let stranger;
+  let secure;
+
+  before(async () => {
+    [certs, stranger] = await Promise.all([makeCertificates('browser'), makeCertificates('stranger')]);
+    secure = await startServer({ certsDir: certs.dir });
+  });
+
+  after(async () => {
+    await secure?.stop();
+    await Promise.allSettled([certs?.remove(), stranger?.remove()]);
+  });
+
+  /** A wss socket presenting `identity` ({ cert, key }), trusting `ca`. */
+  const socketAs = (identity, ca = certs.ca) => rawSocket(secure.wsUrl, { WebSocket: webSocketWith({ ca, ...identity }) });
+
+  it('serves wss:// to a client certificate of the CA: READY, POST, GET', async () => {
+    assert.match(secure.wsUrl, /^wss:\/\/127\.0\.0\.1:\d+$/);
+    const socket = await socketAs(certs.client);
+    assert.deepEqual(await socket.next(), { id: 2, command: COMMAND.READY, payload: null });
+    socket.send(frame(3, COMMAND.POST, { 10: 'secure', 20: { id: 'tls-1', name: 'kitty' } }));
+    const created = await socket.next();
+    assert.equal(created.command, STATUS.CREATED);
+    assert.equal(created.payload['20'].name, 'kitty');
+    socket.send(frame(4, COMMAND.GET, { 10: 'secure', 40: { id: 'tls-1' } }));
+    const got = await socket.next();
+    assert.equal(got.id, 4);
+    assert.equal(got.command, STATUS.OK);
+    assert.deepEqual(got.payload['20'], [{ id: 'tls-1', name: 'kitty' }]);
+    socket.close();
+  });
+
+  it('refuses a wss client without a certificate, or with another CA’s', async () => {
+    await assert.rejects(socketAs({}), /cannot open wss:/, 'no client certificate');
+    await assert.rejects(socketAs(stranger.client), /cannot open wss:/, 'another CA');
+    // And keeps serving the right one.
+    const socket = await socketAs(certs.client);
+    assert.equal((await socket.next()).command, COMMAND.READY);
+    socket.close();
+  });
+
+  it('gives a plain ws:// client nothing', async () => {
+    await assert.rejects(rawSocket(secure.wsUrl.replace('wss:', 'ws:')), /cannot open ws:/);
   });
 });
