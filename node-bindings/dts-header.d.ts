@@ -42,5 +42,5 @@ export interface CanhazdbError extends Error {
   code: string
 }
 
-/** PEM text, as a string or the bytes of a `.crt` / `.key` file (like `tls.connect`'s `ca`, `cert`, `key`). */
-export type Pem = string | Buffer
+/** PEM text, as a string or the bytes of a `.crt` / `.key` file (a `Buffer` is a `Uint8Array`), like `tls.connect`'s `ca`, `cert`, `key`. */
+export type Pem = string | Uint8Array

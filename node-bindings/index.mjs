@@ -7,6 +7,7 @@ const native = require('./index.js')
 export const {
   createServer,
   createClient,
+  createCertificates,
   Server,
   Client,
   STATUS_OK,

@@ -107,6 +107,10 @@ describe('mutual TLS', { timeout: 60_000 }, () => {
     } finally {
       await buffers.close()
     }
+    // A plain Uint8Array (what the type declarations promise) works too.
+    const bytes = (text) => new TextEncoder().encode(text)
+    const typed = await tlsClient(started.server, bytes(certs.ca), { cert: bytes(certs.clients[1].cert), key: bytes(certs.clients[1].key) })
+    await typed.close()
   })
 
   it('refuses a client without a certificate, and keeps serving', async () => {
