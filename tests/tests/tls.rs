@@ -529,7 +529,13 @@ async fn a_node_runs_with_certificates_from_the_cert_command() {
 #[tokio::test]
 async fn the_suite_switch_decides_the_transport() {
     let server = TestServer::start().await;
-    let log = server.log();
+    // The port accepts a moment before the start-up line is written.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut log = server.log();
+    while !log.contains("canhazdb started") && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        log = server.log();
+    }
     let mut plain = TcpStream::connect(server.addr()).await.expect("connect");
     let mut ready = [0u8; 4];
     let plain_ready = timeout(Duration::from_secs(3), plain.read_exact(&mut ready)).await;
