@@ -128,14 +128,27 @@ async fn assert_complete_reads(
     healed_after
 }
 
-async fn post_through(conn: &mut RawConn, collection: &str, id: String, acknowledged: &mut BTreeSet<String>) {
+/// One POST through `conn`, remembered in `acknowledged` when it is. A POST
+/// left unanswered fails the test with every node's log.
+async fn post_through(
+    cluster: &NetCluster,
+    conn: &mut RawConn,
+    collection: &str,
+    id: String,
+    acknowledged: &mut BTreeSet<String>,
+) {
     let payload = json!({"10": collection, "20": {"id": id, "at": "partition"}});
     match conn.try_call(cmd::POST, payload, CALL).await {
         Ok(reply) if reply.clone().into_tuple().0 == status::CREATED => {
             acknowledged.insert(id);
         }
         Ok(_) => {}
-        Err(error) => panic!("a POST must be answered, not hang: {error}"),
+        Err(error) => {
+            let logs: Vec<String> = (0..NODES)
+                .map(|index| format!("--- node {index}:\n{}", cluster.log_tail(index, 6000)))
+                .collect();
+            panic!("a POST must be answered, not hang: {error}\n{}", logs.join("\n"));
+        }
     }
 }
 
@@ -154,7 +167,14 @@ fn reads_after_a_partition_heals_hold_every_acknowledged_write() {
         let mut conns = connect_all(&addresses).await;
         let mut acknowledged = BTreeSet::new();
         for n in 0..5 {
-            post_through(&mut conns[0], "part", format!("before-{n}"), &mut acknowledged).await;
+            post_through(
+                &faults,
+                &mut conns[0],
+                "part",
+                format!("before-{n}"),
+                &mut acknowledged,
+            )
+            .await;
         }
         assert_eq!(acknowledged.len(), 5, "the healthy cluster takes writes");
         for cut in 0..NODES {
@@ -171,7 +191,14 @@ fn reads_after_a_partition_heals_hold_every_acknowledged_write() {
                         Instant::now() < deadline,
                         "the majority side took no write for 15 s"
                     );
-                    post_through(&mut conns[majority], "part", id.clone(), &mut acknowledged).await;
+                    post_through(
+                        &faults,
+                        &mut conns[majority],
+                        "part",
+                        id.clone(),
+                        &mut acknowledged,
+                    )
+                    .await;
                 }
             }
             faults.heal(cut).expect("heal");
@@ -248,7 +275,14 @@ fn reads_under_a_flapping_link_hold_every_acknowledged_write() {
         let mut served: Vec<usize> = vec![0; NODES];
         let mut patches_checked = 0;
         while started.elapsed() < Duration::from_secs(12) {
-            post_through(&mut conns[0], "flap", format!("w{n}"), &mut acknowledged).await;
+            post_through(
+                &flapper,
+                &mut conns[0],
+                "flap",
+                format!("w{n}"),
+                &mut acknowledged,
+            )
+            .await;
             n += 1;
             if n % 5 == 0 {
                 // A PATCH through the flapping node reports every document

@@ -16,7 +16,7 @@ use serde_json::{json, Map, Value};
 use tokio::task::JoinSet;
 
 use super::local::{self, LocalError};
-use super::peer::{Peer, PeerError};
+use super::peer::{Deadline, Peer, PeerError};
 use super::Cluster;
 use crate::storage::StorageError;
 
@@ -42,6 +42,12 @@ impl From<LocalError> for CoordinatorError {
 }
 
 type Outcome<T> = Result<T, CoordinatorError>;
+
+/// How long a client's request may spend waiting on peers. A read meeting a
+/// freshly silent peer waits out one call and is tried once more within it.
+/// Keeping the repair records of a write comes on top (one call, to all
+/// backups at once), so a write is answered within about 7 s.
+const REQUEST_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Point lookups and O(1) counts run on the runtime thread; anything that may
 /// scan goes to the blocking pool so it cannot stall other requests.
@@ -73,6 +79,7 @@ async fn run_blocking<T: Send + 'static>(
 /// fails or answers something else fails the read.
 async fn read_shares<T, E>(
     cluster: &Arc<Cluster>,
+    deadline: Deadline,
     cheap: bool,
     local: impl FnOnce(&Cluster, &[String]) -> Result<T, E> + Send + 'static,
     request: impl FnOnce(Vec<String>) -> InternalRequest,
@@ -110,7 +117,7 @@ where
     if remote.is_empty() {
         return Ok(vec![local_share.await??]);
     }
-    let (local, remote) = tokio::join!(local_share, call_all(remote, request(online)));
+    let (local, remote) = tokio::join!(local_share, call_all(remote, request(online), Some(deadline)));
     let mut shares = vec![local??];
     for (name, reply) in remote {
         shares.push(share(reply.map_err(peer_failure)?).map_err(|other| unexpected(name, other))?);
@@ -142,16 +149,24 @@ fn check_complete(cluster: &Cluster, answering: usize) -> Outcome<()> {
     Ok(())
 }
 
-/// Sends `request` to every peer in `peers` at once.
+/// Sends `request` to every peer in `peers` at once; for a client's
+/// request, waits for none of them past its `deadline`.
 async fn call_all(
     peers: Vec<Arc<Peer>>,
     request: InternalRequest,
+    deadline: Option<Deadline>,
 ) -> Vec<(String, Result<InternalReply, PeerError>)> {
     let request = Arc::new(request);
     let mut calls = JoinSet::new();
     for peer in peers {
         let request = request.clone();
-        calls.spawn(async move { (peer.name(), peer.call(&request).await) });
+        calls.spawn(async move {
+            let reply = match deadline {
+                Some(deadline) => peer.call_before(&request, deadline).await,
+                None => peer.call(&request).await,
+            };
+            (peer.name(), reply)
+        });
     }
     let mut replies = Vec::new();
     while let Some(joined) = calls.join_next().await {
@@ -183,12 +198,15 @@ fn peer_failure(error: PeerError) -> CoordinatorError {
     }
 }
 
-/// Runs a read again, once, when a node failed during it: the failed node is
-/// then marked unreachable, so the second try uses a view without it (and
-/// still refuses if too many nodes are gone).
-async fn retry_read<T, F: std::future::Future<Output = Outcome<T>>>(attempt: impl Fn() -> F) -> Outcome<T> {
+/// Runs a read again, once, when a node failed during it and time is left:
+/// the failed node is then marked unreachable, so the second try uses a view
+/// without it (and still refuses if too many nodes are gone).
+async fn retry_read<T, F: std::future::Future<Output = Outcome<T>>>(
+    deadline: Deadline,
+    attempt: impl Fn() -> F,
+) -> Outcome<T> {
     match attempt().await {
-        Err(CoordinatorError::Unavailable(message)) => {
+        Err(CoordinatorError::Unavailable(message)) if !deadline.has_passed() => {
             tracing::debug!(
                 message,
                 "a node failed during a read; trying again with a fresh view"
@@ -203,10 +221,16 @@ async fn retry_read<T, F: std::future::Future<Output = Outcome<T>>>(attempt: imp
 /// the coordinator merges, orders, limits and projects. `read` travels to the
 /// peers as the JSON it arrived as; they parse it themselves.
 pub async fn get(cluster: &Arc<Cluster>, collection: &str, read: &ReadOptions) -> Outcome<Vec<Value>> {
-    retry_read(|| get_once(cluster, collection, read)).await
+    let deadline = Deadline::after(REQUEST_BUDGET);
+    retry_read(deadline, || get_once(cluster, deadline, collection, read)).await
 }
 
-async fn get_once(cluster: &Arc<Cluster>, collection: &str, read: &ReadOptions) -> Outcome<Vec<Value>> {
+async fn get_once(
+    cluster: &Arc<Cluster>,
+    deadline: Deadline,
+    collection: &str,
+    read: &ReadOptions,
+) -> Outcome<Vec<Value>> {
     let Selection {
         query,
         fields,
@@ -228,7 +252,7 @@ async fn get_once(cluster: &Arc<Cluster>, collection: &str, read: &ReadOptions) 
         let local = move |cluster: &Cluster, online: &[String]| {
             local::find(cluster, &collection, &query, order.as_ref(), limit, online)
         };
-        read_shares(cluster, cheap, local, request, |reply| match reply {
+        read_shares(cluster, deadline, cheap, local, request, |reply| match reply {
             InternalReply::Documents(found) => Ok(found),
             other => Err(other),
         })
@@ -256,10 +280,27 @@ async fn get_once(cluster: &Arc<Cluster>, collection: &str, read: &ReadOptions) 
 
 /// COUNT: the sum of what each online node reports.
 pub async fn count(cluster: &Arc<Cluster>, collection: &str, query_json: Option<Value>) -> Outcome<u64> {
-    retry_read(|| count_once(cluster, collection, query_json.clone())).await
+    count_before(cluster, Deadline::after(REQUEST_BUDGET), collection, query_json).await
 }
 
-async fn count_once(cluster: &Arc<Cluster>, collection: &str, query_json: Option<Value>) -> Outcome<u64> {
+async fn count_before(
+    cluster: &Arc<Cluster>,
+    deadline: Deadline,
+    collection: &str,
+    query_json: Option<Value>,
+) -> Outcome<u64> {
+    retry_read(deadline, || {
+        count_once(cluster, deadline, collection, query_json.clone())
+    })
+    .await
+}
+
+async fn count_once(
+    cluster: &Arc<Cluster>,
+    deadline: Deadline,
+    collection: &str,
+    query_json: Option<Value>,
+) -> Outcome<u64> {
     let query = ReadOptions::with_query(query_json.clone())
         .parse_query()
         .map_err(|error| CoordinatorError::BadRequest(error.to_string()))?;
@@ -272,7 +313,7 @@ async fn count_once(cluster: &Arc<Cluster>, collection: &str, query_json: Option
     let collection = collection.to_owned();
     let local =
         move |cluster: &Cluster, online: &[String]| local::count(cluster, &collection, &query, online);
-    let shares = read_shares(cluster, cheap, local, request, |reply| match reply {
+    let shares = read_shares(cluster, deadline, cheap, local, request, |reply| match reply {
         InternalReply::Count(count) => Ok(count),
         other => Err(other),
     })
@@ -284,12 +325,14 @@ async fn count_once(cluster: &Arc<Cluster>, collection: &str, query_json: Option
 /// with its document count (each document counted once, by the
 /// primary-replica rule), sorted by name.
 pub async fn collections(cluster: &Arc<Cluster>) -> Outcome<Vec<(String, u64)>> {
-    retry_read(|| collections_once(cluster)).await
+    let deadline = Deadline::after(REQUEST_BUDGET);
+    retry_read(deadline, || collections_once(cluster, deadline)).await
 }
 
-async fn collections_once(cluster: &Arc<Cluster>) -> Outcome<Vec<(String, u64)>> {
+async fn collections_once(cluster: &Arc<Cluster>, deadline: Deadline) -> Outcome<Vec<(String, u64)>> {
     let shares = read_shares(
         cluster,
+        deadline,
         true,
         local::collections,
         |online| InternalRequest::Collections { online },
@@ -310,7 +353,8 @@ async fn collections_once(cluster: &Arc<Cluster>) -> Outcome<Vec<(String, u64)>>
 /// answers (a node that does not is not delivering notifications either).
 pub async fn notifys(cluster: &Arc<Cluster>) -> Outcome<Vec<Value>> {
     let mut documents = local::notifys(cluster);
-    for (name, reply) in call_all(cluster.view.reachable_peers(), InternalRequest::Notifys).await {
+    let deadline = Some(Deadline::after(REQUEST_BUDGET));
+    for (name, reply) in call_all(cluster.view.reachable_peers(), InternalRequest::Notifys, deadline).await {
         match reply {
             Ok(InternalReply::Documents(theirs)) => documents.extend(theirs),
             Ok(other) => return Err(unexpected(name, other)),
@@ -327,6 +371,7 @@ pub async fn post(
     collection: &str,
     mut document: Map<String, Value>,
 ) -> Outcome<Value> {
+    let deadline = Deadline::after(REQUEST_BUDGET);
     let id_chosen_by_client = document.get("id").is_some_and(Value::is_string);
     let id = match document.get("id") {
         Some(Value::String(id)) => id.clone(),
@@ -347,7 +392,9 @@ pub async fn post(
     }
     // A client-chosen id may already live on nodes other than the chosen
     // replicas: ask the whole cluster first. (Random UUIDs cannot collide.)
-    if id_chosen_by_client && count(cluster, collection, Some(json!({ "id": id }))).await? > 0 {
+    if id_chosen_by_client
+        && count_before(cluster, deadline, collection, Some(json!({ "id": id }))).await? > 0
+    {
         return Err(StorageError::DuplicateId {
             collection: collection.to_owned(),
             id,
@@ -367,7 +414,10 @@ pub async fn post(
     let store = |replica: String| {
         let (request, document, replicas) = (&request, &document, &replicas);
         async move {
-            let outcome = store_replica(cluster, &replica, collection, document, replicas, request).await;
+            let outcome = store_replica(
+                cluster, deadline, &replica, collection, document, replicas, request,
+            )
+            .await;
             (replica, outcome)
         }
     };
@@ -449,7 +499,8 @@ pub async fn update(
         online: online.clone(),
     };
     let local_share = local::update(cluster, collection, query, change, &online);
-    let (local, remote) = tokio::join!(local_share, call_all(reachable, request));
+    let deadline = Some(Deadline::after(REQUEST_BUDGET));
+    let (local, remote) = tokio::join!(local_share, call_all(reachable, request, deadline));
     let mut answered: BTreeSet<String> = BTreeSet::from([cluster.view.name().to_owned()]);
     let mut reports: Vec<Vec<ChangedReplica>> = vec![local?];
     let mut first_failure = None;
@@ -539,6 +590,7 @@ enum ReplicaOutcome {
 
 async fn store_replica(
     cluster: &Arc<Cluster>,
+    deadline: Deadline,
     replica: &str,
     collection: &str,
     document: &Value,
@@ -558,7 +610,7 @@ async fn store_replica(
     let Some(peer) = cluster.view.peer(replica).filter(|peer| peer.is_reachable()) else {
         return ReplicaOutcome::Missed;
     };
-    match peer.call(request).await {
+    match peer.call_before(request, deadline).await {
         Ok(_) => ReplicaOutcome::Stored,
         Err(PeerError::Failed {
             code: 121, message, ..
@@ -593,7 +645,7 @@ async fn withdraw_post(cluster: &Arc<Cluster>, collection: &str, id: &str, mut s
         online: Vec::new(),
     };
     let mut unreachable = Vec::new();
-    for (name, reply) in call_all(peers_named(cluster, &remote), request).await {
+    for (name, reply) in call_all(peers_named(cluster, &remote), request, None).await {
         if let Err(error) = reply {
             tracing::warn!(%error, replica = %name, "could not withdraw a refused POST; recording a repair");
             unreachable.push(new_repair(name, collection, id, true));
@@ -620,21 +672,19 @@ async fn record_repairs(cluster: &Arc<Cluster>, repairs: Vec<Repair>) -> Outcome
         .map_err(|error| CoordinatorError::Unavailable(error.to_string()))?
         .map_err(|error| CoordinatorError::Unavailable(format!("cannot record repairs: {error}")))?;
     let required = cluster.view.known_names().len().div_ceil(2);
-    let mut copies = 1;
-    let targets: BTreeSet<&str> = repairs.iter().map(|repair| repair.target.as_str()).collect();
-    let request = InternalRequest::RecordRepairs {
-        repairs: repairs.clone(),
-    };
-    for backup in cluster
+    let targets: BTreeSet<String> = repairs.iter().map(|repair| repair.target.clone()).collect();
+    let backups: Vec<Arc<Peer>> = cluster
         .view
         .reachable_peers()
         .into_iter()
-        .filter(|peer| !targets.contains(peer.name().as_str()))
-    {
-        if copies >= required {
-            break;
-        }
-        match backup.call(&request).await {
+        .filter(|peer| !targets.contains(&peer.name()))
+        .collect();
+    // Every backup at once, so a silent one costs one call's wait, not one
+    // each; a copy more than needed is harmless (the target acknowledges
+    // the records wherever it finds them).
+    let mut copies = 1;
+    for (_, reply) in call_all(backups, InternalRequest::RecordRepairs { repairs }, None).await {
+        match reply {
             Ok(_) => copies += 1,
             Err(error) => tracing::warn!(%error, "could not keep a copy of repair records"),
         }
@@ -662,7 +712,7 @@ pub fn publish(cluster: &Arc<Cluster>, paths: Vec<String>) {
         return;
     }
     tokio::spawn(async move {
-        for (name, reply) in call_all(peers, InternalRequest::Publish { paths }).await {
+        for (name, reply) in call_all(peers, InternalRequest::Publish { paths }, None).await {
             if let Err(error) = reply {
                 tracing::warn!(%error, node = %name, "could not deliver notifications");
             }

@@ -15,6 +15,33 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long connecting (with the TLS handshake, if any) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
 
+/// When a request (a client's, or a repair holding a lock) must be done by:
+/// the calls made for it wait no longer than what is left, so a request
+/// meeting several silent peers one after another is still answered in time.
+#[derive(Clone, Copy, Debug)]
+pub struct Deadline(Instant);
+
+impl Deadline {
+    pub fn after(budget: Duration) -> Self {
+        Deadline(Instant::now() + budget)
+    }
+
+    pub fn has_passed(&self) -> bool {
+        Instant::now() >= self.0
+    }
+
+    /// `limit`, or less if the deadline comes first; and whether it does.
+    fn bound(deadline: Option<Deadline>, limit: Duration) -> (Duration, bool) {
+        match deadline {
+            Some(Deadline(at)) => {
+                let left = at.saturating_duration_since(Instant::now());
+                (left.min(limit), left < limit)
+            }
+            None => (limit, false),
+        }
+    }
+}
+
 /// How this node opens connections to its peers: plain TCP, or TLS with its
 /// node certificate (read anew on each connect, so a reload applies).
 #[derive(Clone, Default)]
@@ -40,6 +67,10 @@ pub enum PeerError {
     Unreachable(String, String),
     #[error("node {node} answered status {code}: {message}")]
     Failed { node: String, code: u8, message: String },
+    /// The request's [`Deadline`] came before the answer: that says nothing
+    /// about the peer, which is not marked unreachable for it.
+    #[error("node {0} did not answer before the request's deadline")]
+    OutOfTime(String),
 }
 
 /// One other node, as this node sees it.
@@ -49,6 +80,9 @@ pub struct Peer {
     member: Mutex<Member>,
     dialer: Dialer,
     connection: tokio::sync::Mutex<Option<Client>>,
+    /// When connecting last failed: callers that queued behind that attempt
+    /// fail with it instead of each waiting out a connect of their own.
+    connect_failed_at: Mutex<Option<Instant>>,
     /// The last heartbeat was answered.
     reachable: AtomicBool,
     /// The node said it serves clients.
@@ -67,6 +101,7 @@ impl Peer {
             member: Mutex::new(member),
             dialer,
             connection: tokio::sync::Mutex::new(None),
+            connect_failed_at: Mutex::new(None),
             reachable: AtomicBool::new(false),
             healthy: AtomicBool::new(false),
             raft_initialized: AtomicBool::new(false),
@@ -141,19 +176,34 @@ impl Peer {
             .elapsed()
     }
 
-    async fn client(&self) -> Result<Client, PeerError> {
+    async fn client(&self, deadline: Option<Deadline>) -> Result<Client, PeerError> {
+        let asked_at = Instant::now();
         let mut connection = self.connection.lock().await;
         if let Some(client) = connection.as_ref().filter(|client| !client.is_closed()) {
             return Ok(client.clone());
         }
         let member = self.member();
         let unreachable = |reason: String| PeerError::Unreachable(member.address.clone(), reason);
-        let client = tokio::time::timeout(CONNECT_TIMEOUT, self.dialer.connect(&member.address))
-            .await
-            .map_err(|_| unreachable("connect timed out".into()))?
-            .map_err(|error| unreachable(error.to_string()))?;
-        *connection = Some(client.clone());
-        Ok(client)
+        let failed_at = *self.connect_failed_at.lock().unwrap_or_else(|p| p.into_inner());
+        if failed_at.is_some_and(|failed_at| failed_at >= asked_at) {
+            return Err(unreachable("connecting failed just now".into()));
+        }
+        let (wait, cut_short) = Deadline::bound(deadline, CONNECT_TIMEOUT);
+        let connected = match tokio::time::timeout(wait, self.dialer.connect(&member.address)).await {
+            Err(_) if cut_short => return Err(PeerError::OutOfTime(member.name)),
+            Err(_) => Err(unreachable("connect timed out".into())),
+            Ok(connected) => connected.map_err(|error| unreachable(error.to_string())),
+        };
+        match connected {
+            Ok(client) => {
+                *connection = Some(client.clone());
+                Ok(client)
+            }
+            Err(error) => {
+                *self.connect_failed_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+                Err(error)
+            }
+        }
     }
 
     /// Sends an internal request and waits (bounded) for its reply.
@@ -161,16 +211,36 @@ impl Peer {
         self.call_with_timeout(request, CALL_TIMEOUT).await
     }
 
+    /// [`Peer::call`] for a client's request: waits no longer than `deadline`.
+    pub async fn call_before(
+        &self,
+        request: &InternalRequest,
+        deadline: Deadline,
+    ) -> Result<InternalReply, PeerError> {
+        self.call_bounded(request, CALL_TIMEOUT, Some(deadline)).await
+    }
+
     pub async fn call_with_timeout(
         &self,
         request: &InternalRequest,
         timeout: Duration,
     ) -> Result<InternalReply, PeerError> {
-        let result = self.try_call(request, timeout).await;
+        self.call_bounded(request, timeout, None).await
+    }
+
+    async fn call_bounded(
+        &self,
+        request: &InternalRequest,
+        timeout: Duration,
+        deadline: Option<Deadline>,
+    ) -> Result<InternalReply, PeerError> {
+        let result = self.try_call(request, timeout, deadline).await;
         if let Err(PeerError::Unreachable(..)) = &result {
             self.mark_unreachable();
-            if let Some(client) = self.connection.lock().await.take() {
-                client.close().await;
+            let stale = self.connection.lock().await.take();
+            if let Some(client) = stale {
+                // Bounded: a driver stuck on a full socket must not hold us.
+                let _ = tokio::time::timeout(CONNECT_TIMEOUT, client.close()).await;
             }
         }
         result
@@ -180,16 +250,21 @@ impl Peer {
         &self,
         request: &InternalRequest,
         timeout: Duration,
+        deadline: Option<Deadline>,
     ) -> Result<InternalReply, PeerError> {
-        let client = self.client().await?;
+        let client = self.client(deadline).await?;
         let address = self.member().address;
-        let reply = tokio::time::timeout(
-            timeout,
+        let (wait, cut_short) = Deadline::bound(deadline, timeout);
+        let reply = match tokio::time::timeout(
+            wait,
             client.request_raw(INTERNAL_COMMAND, request.encode_payload()),
         )
         .await
-        .map_err(|_| PeerError::Unreachable(address.clone(), "request timed out".into()))?
-        .map_err(|error| PeerError::Unreachable(address.clone(), error.to_string()))?;
+        {
+            Err(_) if cut_short => return Err(PeerError::OutOfTime(self.name())),
+            Err(_) => return Err(PeerError::Unreachable(address, "request timed out".into())),
+            Ok(reply) => reply.map_err(|error| PeerError::Unreachable(address.clone(), error.to_string()))?,
+        };
         let (code, reply) = reply;
         InternalReply::from_reply(code, reply).map_err(|(code, message)| PeerError::Failed {
             node: self.name(),
@@ -200,8 +275,9 @@ impl Peer {
 
     /// Drops the connection (the peer left, or the node shuts down).
     pub async fn disconnect(&self) {
-        if let Some(client) = self.connection.lock().await.take() {
-            client.close().await;
+        let connection = self.connection.lock().await.take();
+        if let Some(client) = connection {
+            let _ = tokio::time::timeout(CONNECT_TIMEOUT, client.close()).await;
         }
         self.mark_unreachable();
     }

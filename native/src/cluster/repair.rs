@@ -8,10 +8,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use canhazdb_core::internal::{InternalReply, InternalRequest, Repair};
 
+use super::peer::Deadline;
 use super::{local, Cluster, RepairState};
+
+/// How long one round may hold a collection's cluster-wide lock. Writes to
+/// the collection wait behind it, so a repair fetching over a slow or
+/// flapping link yields after this and carries on in the next round.
+const HOLD_LOCK_FOR: Duration = Duration::from_millis(500);
 
 /// One repair round: fetch this node's records from every reachable peer,
 /// apply them, acknowledge them. Updates the node's repair state.
@@ -64,8 +71,12 @@ pub async fn run_round(cluster: &Arc<Cluster>) {
         let Ok(Some(_lease)) = cluster.write_leases.enter(&collection, true, true).await else {
             continue;
         };
+        let deadline = Deadline::after(HOLD_LOCK_FOR);
         for (document_id, deleted) in documents {
-            if repair_document(cluster, &collection, &document_id, deleted).await {
+            if deadline.has_passed() {
+                break;
+            }
+            if repair_document(cluster, &collection, &document_id, deleted, deadline).await {
                 repaired_documents.insert((collection.clone(), document_id));
             }
         }
@@ -111,25 +122,40 @@ pub async fn run_round(cluster: &Arc<Cluster>) {
 ///
 /// Copies come only from peers that serve (healthy, nothing to repair): a
 /// peer that is itself returning may hold the very stale version being
-/// repaired. When no serving peer has the document and a missed write
-/// deleted it, the local copy goes too; otherwise the local copy is kept
-/// rather than risk losing the only current one.
-async fn repair_document(cluster: &Arc<Cluster>, collection: &str, document_id: &str, deleted: bool) -> bool {
+/// repaired. When the serving peers that answered have no copy and a missed
+/// write deleted it, the local copy goes too; otherwise the local copy is
+/// kept rather than risk losing the only current one. When no serving peer
+/// answers at all, nothing is known and the repair waits for a later round.
+async fn repair_document(
+    cluster: &Arc<Cluster>,
+    collection: &str,
+    document_id: &str,
+    deleted: bool,
+    deadline: Deadline,
+) -> bool {
     let request = InternalRequest::FetchDocument {
         collection: collection.to_owned(),
         id: document_id.to_owned(),
     };
     let mut copy = None;
+    let mut answered = false;
     for peer in cluster
         .view
         .peers()
         .into_iter()
         .filter(|peer| cluster.view.is_serving(peer))
     {
-        if let Ok(InternalReply::Document(Some(found))) = peer.call(&request).await {
-            copy = Some(found);
-            break;
+        match peer.call_before(&request, deadline).await {
+            Ok(InternalReply::Document(Some(found))) => {
+                copy = Some(found);
+                break;
+            }
+            Ok(InternalReply::Document(None)) => answered = true,
+            _ => {}
         }
+    }
+    if copy.is_none() && !answered {
+        return false;
     }
     let result = match copy {
         Some(copy) => local::overwrite(cluster, collection, document_id, Some(copy)).await,
