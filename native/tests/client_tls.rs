@@ -40,6 +40,7 @@ async fn tls_node(dir: &Path, ca: &Authority) -> RunningServer {
     RunningServer::start(ServerConfig {
         host: "127.0.0.1".into(),
         port: 0,
+        advertise: None,
         data_dir: dir.join("data"),
         node_name: "tls-node".into(),
         join: Vec::new(),

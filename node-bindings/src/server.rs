@@ -39,6 +39,9 @@ pub struct ServerOptions {
     pub host: Option<String>,
     /// TCP port. Default 7060; `0` picks a free port (read it from `server.port`).
     pub port: Option<u32>,
+    /// The `"host:port"` other nodes dial to reach this one, when it is not
+    /// `host:port` (behind NAT, a proxy, a container's published port).
+    pub advertise: Option<String>,
     /// Where the node keeps its data. Default `canhazdata/<nodeName>` under the current directory.
     pub data_dir: Option<String>,
     /// The node's name in the cluster. Default: the host name of the machine.
@@ -197,6 +200,7 @@ fn default_options() -> ServerConfig {
     config(ServerOptions {
         host: None,
         port: None,
+        advertise: None,
         data_dir: None,
         node_name: None,
         join: None,
@@ -243,6 +247,7 @@ fn config(options: ServerOptions) -> Result<ServerConfig, Failure> {
     Ok(ServerConfig {
         host: options.host.unwrap_or_else(|| "127.0.0.1".to_owned()),
         port,
+        advertise: options.advertise,
         data_dir,
         node_name,
         join,

@@ -11,6 +11,9 @@
 //!   correlation ids, READY handling and a stash for out-of-order frames.
 //! * [`cluster`] — [`TestCluster`]: n nodes `n1..nN` on loopback that join
 //!   each other; kill -9, restart and bounded waits for health.
+//! * [`netns`] — [`netns::NetCluster`]: nodes in network namespaces of
+//!   their own, with silent cuts, slow links, pauses, kills and restarts.
+//! * [`faults`] — the Jepsen-style fault harness built on it.
 //! * [`proto`] — the spec's numbers, [`Reply`] with its assertions, and small
 //!   helpers (UUID check, id lists, a deterministic PRNG).
 //!
@@ -18,6 +21,7 @@
 //! `CANHAZDB_BIN` at a binary).
 
 pub mod cluster;
+pub mod faults;
 pub mod netns;
 pub mod proto;
 pub mod raw;

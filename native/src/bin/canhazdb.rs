@@ -78,6 +78,9 @@ struct RunArgs {
     /// TCP port to listen on.
     #[arg(long, default_value_t = 7060)]
     port: u16,
+    /// The address other nodes dial to reach this one [default: --host:--port].
+    #[arg(long, value_name = "HOST:PORT")]
+    advertise: Option<String>,
     /// Where this node keeps its data [default: ./canhazdata/<node-name>].
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -170,6 +173,7 @@ async fn main() -> std::process::ExitCode {
             .unwrap_or_else(|| PathBuf::from("canhazdata").join(&node_name)),
         host: cli.host,
         port: cli.port,
+        advertise: cli.advertise,
         node_name,
         join: cli.join,
         replicas: usize::from(cli.replicas),

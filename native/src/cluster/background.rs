@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use canhazdb_core::internal::{InternalReply, InternalRequest};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use super::{repair, Cluster};
@@ -18,13 +18,18 @@ const HEARTBEAT_TIMEOUT: Duration = Duration::from_millis(1000);
 const REPAIR_EVERY: Duration = Duration::from_millis(1000);
 /// A node silent for this long has left: its locks are released.
 const LEFT_AFTER: Duration = Duration::from_secs(3);
+/// How often the watchdog notes that this node is running.
+const WATCHDOG_EVERY: Duration = Duration::from_millis(100);
 
 /// Runs the timers until `shutdown`.
 pub async fn run(cluster: Arc<Cluster>, shutdown: CancellationToken) {
+    // A task of its own: the rounds below may take seconds, the watchdog must not.
+    tokio::spawn(watchdog(cluster.clone(), shutdown.clone()));
     let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut repairs = tokio::time::interval(REPAIR_EVERY);
     repairs.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut repair_round = None;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -35,18 +40,49 @@ pub async fn run(cluster: Arc<Cluster>, shutdown: CancellationToken) {
                 // Lost contact with a peer: check for missed writes now
                 // rather than at the next repair tick, to serve again soon.
                 if !cluster.view.is_alone() && cluster.view.check_is_stale() {
-                    repair::run_round(&cluster).await;
+                    start_repair_round(&cluster, &mut repair_round);
                 }
             }
             _ = repairs.tick() => {
                 if !cluster.view.is_alone() {
-                    repair::run_round(&cluster).await;
+                    start_repair_round(&cluster, &mut repair_round);
                 }
             }
         }
     }
+    if let Some(round) = repair_round {
+        round.abort();
+    }
     for peer in cluster.view.peers() {
         peer.disconnect().await;
+    }
+}
+
+/// Starts a repair round unless one is still under way. A round runs in a
+/// task of its own: it waits its turn in each collection's lock queue, which
+/// may take as long as the clients ahead of it hold their locks, and the
+/// heartbeats must go on meanwhile.
+fn start_repair_round(cluster: &Arc<Cluster>, round: &mut Option<JoinHandle<()>>) {
+    if round.as_ref().is_some_and(|round| !round.is_finished()) {
+        return;
+    }
+    let cluster = cluster.clone();
+    *round = Some(tokio::spawn(async move { repair::run_round(&cluster).await }));
+}
+
+/// Notices when this process was frozen (see [`super::view::STALLED_AFTER`]).
+async fn watchdog(cluster: Arc<Cluster>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(WATCHDOG_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {
+                if let Some(stall) = cluster.view.watchdog_tick() {
+                    tracing::warn!(?stall, "this node was frozen; checking for writes it missed before serving");
+                }
+            }
+        }
     }
 }
 

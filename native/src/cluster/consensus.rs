@@ -82,6 +82,8 @@ pub struct Consensus {
     stale_locks_released: AtomicBool,
     /// Nodes found in another lock group (reported once each).
     foreign: Mutex<BTreeSet<String>>,
+    /// The leader last seen, so that each change is logged once.
+    leader_seen: Mutex<Option<String>>,
 }
 
 impl Consensus {
@@ -91,6 +93,7 @@ impl Consensus {
             busy: AtomicBool::new(false),
             stale_locks_released: AtomicBool::new(false),
             foreign: Mutex::default(),
+            leader_seen: Mutex::default(),
         }
     }
 }
@@ -122,6 +125,16 @@ impl Consensus {
             }
         }
     }
+
+    /// Logs a change of leader (operators, and the fault harness, read it
+    /// to know which node the lock group depends on).
+    fn note_leader(&self, leader: Option<&str>) {
+        let mut seen = self.leader_seen.lock().expect("leader_seen poisoned");
+        if seen.as_deref() != leader {
+            tracing::info!(leader = leader.unwrap_or("none"), "lock group leader changed");
+            *seen = leader.map(str::to_owned);
+        }
+    }
 }
 
 impl Cluster {
@@ -151,7 +164,9 @@ impl Cluster {
             return;
         }
         consensus.release_stale_locks(self.name(), &self.locks).await;
-        let am_leader = raft.leader().is_some_and(|leader| leader.name == self.name());
+        let leader = raft.leader().map(|leader| leader.name);
+        consensus.note_leader(leader.as_deref());
+        let am_leader = leader.as_deref() == Some(self.name());
         if am_leader {
             let voters: Vec<String> = raft.voters().into_iter().map(|voter| voter.name).collect();
             let members: Vec<String> = raft.members().into_iter().map(|member| member.name).collect();

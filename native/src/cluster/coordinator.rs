@@ -607,7 +607,13 @@ async fn store_replica(
             Err(error) => ReplicaOutcome::Refused(error.into()),
         };
     }
-    let Some(peer) = cluster.view.peer(replica).filter(|peer| peer.is_reachable()) else {
+    // A replica that does not serve may hold a stale copy of this very id
+    // (a delete it missed): it gets the document through a repair instead.
+    let Some(peer) = cluster
+        .view
+        .peer(replica)
+        .filter(|peer| cluster.view.is_serving(peer))
+    else {
         return ReplicaOutcome::Missed;
     };
     match peer.call_before(request, deadline).await {

@@ -179,6 +179,11 @@ pub async fn handle(
             InternalReply::Done
         }
         InternalRequest::FetchDocument { collection, id } => {
+            if !view.is_repair_source(&collection, &id) {
+                return Err(server_error(format!(
+                    "this node may lack writes to {collection}/{id}; it is no source for a repair"
+                )));
+            }
             InternalReply::Document(local::fetch(cluster, &collection, &id)?)
         }
         InternalRequest::JoinRaft { member } => {

@@ -19,6 +19,10 @@ use super::{local, Cluster, RepairState};
 /// the collection wait behind it, so a repair fetching over a slow or
 /// flapping link yields after this and carries on in the next round.
 const HOLD_LOCK_FOR: Duration = Duration::from_millis(500);
+/// How long one round waits in a collection's lock queue before it gives up
+/// its place (a lock group without a leader grants nothing; the next round
+/// queues again).
+const WAIT_FOR_LOCK: Duration = Duration::from_secs(3);
 
 /// One repair round: fetch this node's records from every reachable peer,
 /// apply them, acknowledge them. Updates the node's repair state.
@@ -45,6 +49,11 @@ pub async fn run_round(cluster: &Arc<Cluster>) {
             _ => return, // Try again next round: a holder may be among them.
         }
     }
+    let unrepaired = records
+        .values()
+        .map(|repair| (repair.collection.clone(), repair.document_id.clone()))
+        .collect();
+    view.set_unrepaired(losses, unrepaired);
     if records.is_empty() {
         view.set_repair_state(RepairState::checked_through(losses));
         return;
@@ -66,9 +75,18 @@ pub async fn run_round(cluster: &Arc<Cluster>) {
     }
     let mut repaired_documents: BTreeSet<(String, String)> = BTreeSet::new();
     for (collection, documents) in by_collection {
-        // Never wait here (this runs in the node's background loop): a
-        // collection someone else has locked is repaired in a later round.
-        let Ok(Some(_lease)) = cluster.write_leases.enter(&collection, true, true).await else {
+        // Wait for the collection's lock like any write (first come, first
+        // served): a collection that clients keep locked would otherwise
+        // never be repaired, and this node never serve again.
+        let lease = tokio::time::timeout(
+            WAIT_FOR_LOCK,
+            cluster.write_leases.enter(&collection, true, false),
+        );
+        let Ok(Ok(Some(_lease))) = lease.await else {
+            tracing::info!(
+                collection,
+                "the collection's lock was not granted in time; repairing it later"
+            );
             continue;
         };
         let deadline = Deadline::after(HOLD_LOCK_FOR);
@@ -77,6 +95,7 @@ pub async fn run_round(cluster: &Arc<Cluster>) {
                 break;
             }
             if repair_document(cluster, &collection, &document_id, deleted, deadline).await {
+                view.mark_repaired(&collection, &document_id);
                 repaired_documents.insert((collection.clone(), document_id));
             }
         }
@@ -120,12 +139,14 @@ pub async fn run_round(cluster: &Arc<Cluster>) {
 /// Makes this node's copy of one document match the other replicas. Returns
 /// whether the repair is settled.
 ///
-/// Copies come only from peers that serve (healthy, nothing to repair): a
-/// peer that is itself returning may hold the very stale version being
-/// repaired. When the serving peers that answered have no copy and a missed
-/// write deleted it, the local copy goes too; otherwise the local copy is
-/// kept rather than risk losing the only current one. When no serving peer
-/// answers at all, nothing is known and the repair waits for a later round.
+/// Copies come only from peers whose copy is current: a peer that is
+/// itself repairing this document (or has not checked what it missed) may
+/// hold the very stale version being repaired, and refuses to be a source
+/// ([`super::view::ClusterView::is_repair_source`]). When the sources that
+/// answered have no copy and a missed write deleted it, the local copy goes
+/// too; otherwise the local copy is kept rather than risk losing the only
+/// current one. When no source answers at all, nothing is known and the
+/// repair waits for a later round.
 async fn repair_document(
     cluster: &Arc<Cluster>,
     collection: &str,
@@ -139,12 +160,7 @@ async fn repair_document(
     };
     let mut copy = None;
     let mut answered = false;
-    for peer in cluster
-        .view
-        .peers()
-        .into_iter()
-        .filter(|peer| cluster.view.is_serving(peer))
-    {
+    for peer in cluster.view.reachable_peers() {
         match peer.call_before(&request, deadline).await {
             Ok(InternalReply::Document(Some(found))) => {
                 copy = Some(found);
@@ -164,7 +180,7 @@ async fn repair_document(
             tracing::warn!(
                 collection,
                 document_id,
-                "no serving replica has this document; keeping the local copy"
+                "no current replica has this document; keeping the local copy"
             );
             Ok(())
         }

@@ -2,9 +2,10 @@
 //! peer with what its heartbeat said, the repair log and this node's own
 //! repair state; and the rules derived from them (the online view, health).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
 
 use canhazdb_core::health::{self, Health};
 use canhazdb_core::internal::{Hello, Member};
@@ -49,8 +50,20 @@ pub struct ClusterView {
     joins: Mutex<Vec<Arc<Peer>>>,
     pub repair_log: RepairLog,
     repair_state: Mutex<RepairState>,
+    /// What the last repair round that heard from every reachable peer
+    /// found: the contact losses when it began, and the documents (collection,
+    /// id) whose repairs are not applied yet. See [`ClusterView::is_repair_source`].
+    unrepaired: Mutex<Option<(u64, BTreeSet<(String, String)>)>>,
+    /// When the watchdog last ran (see [`ClusterView::watchdog_tick`]).
+    last_watchdog: Mutex<Instant>,
     dialer: Dialer,
 }
+
+/// A node whose watchdog did not run for this long was frozen (SIGSTOP, a
+/// paused VM, a stalled host): its peers have counted it unreachable by
+/// then (their heartbeats time out after a second) and recorded repairs
+/// for the writes it missed, which it knows nothing of.
+pub const STALLED_AFTER: Duration = Duration::from_millis(1000);
 
 /// How one node of the cluster looks from here (for system.nodes).
 #[derive(Debug, Clone)]
@@ -108,6 +121,8 @@ impl ClusterView {
                 pending: 0,
                 covers_losses: 0,
             }),
+            unrepaired: Mutex::new(None),
+            last_watchdog: Mutex::new(Instant::now()),
             dialer,
         })
     }
@@ -192,6 +207,64 @@ impl ClusterView {
         !(state.checked && state.covers_losses == self.contact_losses())
     }
 
+    /// A repair round heard from every reachable peer, in a round that began
+    /// after `losses` contact losses: `documents` are this node's unrepaired ones.
+    pub fn set_unrepaired(&self, losses: u64, documents: BTreeSet<(String, String)>) {
+        *locked(&self.unrepaired) = Some((losses, documents));
+    }
+
+    /// A repair of `collection`/`id` was applied here.
+    pub fn mark_repaired(&self, collection: &str, id: &str) {
+        if let Some((_, documents)) = locked(&self.unrepaired).as_mut() {
+            documents.remove(&(collection.to_owned(), id.to_owned()));
+        }
+    }
+
+    /// Whether this node's copy of a document (or its absence) is current, so
+    /// that a repairing peer may copy it: it has heard of every write it
+    /// missed since it last lost contact with a peer, and none of them is
+    /// about this document. Nodes that are unhealthy because of repairs to
+    /// *other* documents are sources too, so two nodes repairing at once do
+    /// not wait for each other forever.
+    pub fn is_repair_source(&self, collection: &str, id: &str) -> bool {
+        if self.is_stalled() {
+            return false;
+        }
+        let losses = self.contact_losses();
+        match &*locked(&self.unrepaired) {
+            Some((checked, documents)) => {
+                *checked == losses && !documents.contains(&(collection.to_owned(), id.to_owned()))
+            }
+            None => false,
+        }
+    }
+
+    /// Called every few hundred milliseconds by the watchdog task. After a
+    /// stall it counts as having lost contact with every peer, so it serves
+    /// again only after a repair round found what it missed; returns the
+    /// stall's length.
+    pub fn watchdog_tick(&self) -> Option<Duration> {
+        let gap = {
+            let mut last = locked(&self.last_watchdog);
+            let gap = last.elapsed();
+            *last = Instant::now();
+            gap
+        };
+        if gap < STALLED_AFTER {
+            return None;
+        }
+        for peer in self.peers() {
+            peer.mark_unreachable();
+        }
+        Some(gap)
+    }
+
+    /// Whether the watchdog has not run for [`STALLED_AFTER`]: the node is
+    /// resuming from a freeze and has not noticed yet.
+    fn is_stalled(&self) -> bool {
+        locked(&self.last_watchdog).elapsed() >= STALLED_AFTER
+    }
+
     /// How often this node has lost contact with any of its peers.
     pub fn contact_losses(&self) -> u64 {
         self.peers().iter().map(|peer| peer.contact_losses()).sum()
@@ -229,7 +302,7 @@ impl ClusterView {
         let known = members + locked(&self.joins).len();
         let reachable = 1 + self.reachable_peers().len();
         let state = self.repair_state();
-        let pending = if !self.check_is_stale() {
+        let pending = if !self.check_is_stale() && !self.is_stalled() {
             state.pending
         } else {
             state.pending.max(1)

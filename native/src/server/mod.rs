@@ -30,6 +30,9 @@ pub struct ServerConfig {
     pub host: String,
     /// 0 picks a free port.
     pub port: u16,
+    /// The HOST:PORT other nodes dial to reach this one, when it is not
+    /// `host:port` (a NAT, a proxy, a container's published port).
+    pub advertise: Option<String>,
     pub data_dir: PathBuf,
     pub node_name: String,
     /// Other nodes to join (HOST:PORT); may name this node itself.
@@ -173,7 +176,10 @@ impl RunningServer {
         let ws_local_addr = ws_listener
             .as_ref()
             .and_then(|listener| listener.local_addr().ok());
-        let me = node::member(&config.node_name, &config.host, local_addr.port());
+        let mut me = node::member(&config.node_name, &config.host, local_addr.port());
+        if let Some(address) = &config.advertise {
+            me.address = address.clone();
+        }
         let node = Node::open(&config.node_config(tls.clone()), me).await?;
         node.tasks.spawn(accept::accept_loop(
             node.clone(),
