@@ -57,12 +57,16 @@ struct Owner {
     connection: u64,
 }
 
+/// How many released lock ids a table remembers (see [`LockTable::acquire`]).
+pub const REMEMBERED_RELEASES: usize = 16_384;
+
 /// Every held and queued lock of the cluster.
 ///
-/// Serialises as the list of entries in [`LockTable::entries`] order, which
-/// is all the state there is: the indexes are rebuilt on deserialisation.
+/// Serialises as its entries in [`LockTable::entries`] order and the
+/// released ids it remembers, which is all the state there is: the indexes
+/// are rebuilt on deserialisation.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "Vec<LockEntry>", into = "Vec<LockEntry>")]
+#[serde(try_from = "Snapshot", into = "Snapshot")]
 pub struct LockTable {
     /// Per key, the queue in arrival order; the front holds the lock.
     /// Keys with an empty queue are removed.
@@ -72,6 +76,21 @@ pub struct LockTable {
     /// Connection -> its lock ids, so closing a connection or losing a node
     /// does not scan every lock.
     ids_by_owner: BTreeMap<Owner, BTreeSet<String>>,
+    /// The last [`REMEMBERED_RELEASES`] ids removed, oldest first, and the
+    /// same as a set.
+    released: VecDeque<String>,
+    released_set: BTreeSet<String>,
+}
+
+/// A table as snapshots store it. Older snapshots hold only the entries.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum Snapshot {
+    Current {
+        entries: Vec<LockEntry>,
+        released: Vec<String>,
+    },
+    EntriesOnly(Vec<LockEntry>),
 }
 
 impl LockTable {
@@ -84,8 +103,14 @@ impl LockTable {
     ///
     /// Returns `[entry]` if it was granted at once (its key was free), and an
     /// empty list if it has to wait.
+    ///
+    /// An id that was released lately is refused like one in use: lock ids
+    /// are never reused, so such an acquire is a late copy of one already
+    /// applied (a submission retried after its first attempt timed out but
+    /// committed). Granting it again would leave a lock that nobody holds
+    /// and nobody will release.
     pub fn acquire(&mut self, entry: LockEntry) -> Result<Vec<LockEntry>, LockError> {
-        if self.key_by_id.contains_key(&entry.id) {
+        if self.key_by_id.contains_key(&entry.id) || self.released_set.contains(&entry.id) {
             return Err(LockError::DuplicateId(entry.id));
         }
         self.key_by_id.insert(entry.id.clone(), entry.key.clone());
@@ -231,6 +256,7 @@ impl LockTable {
         let mut ids_by_key: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for id in ids {
             if let Some(key) = self.key_by_id.remove(&id) {
+                self.remember_release(&id);
                 ids_by_key.entry(key).or_default().insert(id);
             }
         }
@@ -261,6 +287,17 @@ impl LockTable {
         granted
     }
 
+    fn remember_release(&mut self, id: &str) {
+        if self.released_set.insert(id.to_owned()) {
+            self.released.push_back(id.to_owned());
+        }
+        while self.released.len() > REMEMBERED_RELEASES {
+            if let Some(oldest) = self.released.pop_front() {
+                self.released_set.remove(&oldest);
+            }
+        }
+    }
+
     fn forget_owner(ids_by_owner: &mut BTreeMap<Owner, BTreeSet<String>>, entry: &LockEntry) {
         let owner = entry.owner();
         if let Some(ids) = ids_by_owner.get_mut(&owner) {
@@ -273,22 +310,32 @@ impl LockTable {
 }
 
 /// Rebuilds a table from its snapshot (the entries in queue order).
-impl TryFrom<Vec<LockEntry>> for LockTable {
+impl TryFrom<Snapshot> for LockTable {
     type Error = LockError;
 
-    fn try_from(entries: Vec<LockEntry>) -> Result<Self, LockError> {
+    fn try_from(snapshot: Snapshot) -> Result<Self, LockError> {
+        let (entries, released) = match snapshot {
+            Snapshot::Current { entries, released } => (entries, released),
+            Snapshot::EntriesOnly(entries) => (entries, Vec::new()),
+        };
         let mut table = LockTable::new();
         for entry in entries {
             table.acquire(entry)?;
+        }
+        for id in released {
+            table.remember_release(&id);
         }
         Ok(table)
     }
 }
 
 /// The snapshot of a table: its entries in [`LockTable::entries`] order.
-impl From<LockTable> for Vec<LockEntry> {
+impl From<LockTable> for Snapshot {
     fn from(table: LockTable) -> Self {
-        table.queues.into_values().flatten().collect()
+        Snapshot::Current {
+            released: table.released.into_iter().collect(),
+            entries: table.queues.into_values().flatten().collect(),
+        }
     }
 }
 
@@ -381,11 +428,46 @@ mod tests {
     }
 
     #[test]
-    fn an_id_can_be_reused_after_release() {
+    fn a_released_id_is_never_granted_again() {
+        // A retried submission can apply an acquire a second time after the
+        // first was granted and released: it must not come back as a lock.
         let mut table = LockTable::new();
         table.acquire(entry("l1", "a", "n1", 1)).unwrap();
         table.release("l1").unwrap();
-        assert_eq!(table.acquire(entry("l1", "b", "n1", 1)).unwrap().len(), 1);
+        assert_eq!(
+            table.acquire(entry("l1", "a", "n1", 1)),
+            Err(LockError::DuplicateId("l1".into()))
+        );
+        assert!(table.is_empty());
+        table.acquire(entry("l2", "a", "n1", 1)).unwrap();
+        table.release_connection("n1", 1);
+        assert!(table.acquire(entry("l2", "a", "n1", 1)).is_err());
+    }
+
+    #[test]
+    fn released_ids_survive_a_snapshot_and_old_snapshots_still_load() {
+        let mut table = LockTable::new();
+        table.acquire(entry("l1", "a", "n1", 1)).unwrap();
+        table.acquire(entry("l2", "a", "n1", 2)).unwrap();
+        table.release("l1").unwrap();
+        let restored: LockTable = serde_json::from_str(&serde_json::to_string(&table).unwrap()).unwrap();
+        assert_eq!(restored, table);
+        assert!(restored.clone().acquire(entry("l1", "a", "n1", 1)).is_err());
+        let old = serde_json::to_string(&vec![entry("l3", "b", "n2", 1)]).unwrap();
+        let loaded: LockTable = serde_json::from_str(&old).unwrap();
+        assert_eq!(loaded.entries().count(), 1);
+    }
+
+    #[test]
+    fn only_the_latest_releases_are_remembered() {
+        let mut table = LockTable::new();
+        for n in 0..REMEMBERED_RELEASES + 10 {
+            let id = format!("l{n}");
+            table.acquire(entry(&id, "a", "n1", 1)).unwrap();
+            table.release(&id).unwrap();
+        }
+        assert_eq!(table.released.len(), REMEMBERED_RELEASES);
+        assert!(table.acquire(entry("l0", "a", "n1", 1)).is_ok());
     }
 
     #[test]
@@ -597,13 +679,18 @@ mod tests {
     }
 
     #[test]
-    fn serde_format_is_the_entry_list() {
+    fn serde_format_is_the_entries_and_the_released_ids() {
         let mut table = LockTable::new();
         table.acquire(entry("l1", "k", "n1", 1)).unwrap();
+        table.acquire(entry("l0", "j", "n1", 1)).unwrap();
+        table.release("l0").unwrap();
         let json = serde_json::to_value(&table).unwrap();
         assert_eq!(
             json,
-            serde_json::json!([{"id": "l1", "key": "k", "origin": "n1", "connection": 1}])
+            serde_json::json!({
+                "entries": [{"id": "l1", "key": "k", "origin": "n1", "connection": 1}],
+                "released": ["l0"]
+            })
         );
         let empty: LockTable = serde_json::from_str("[]").unwrap();
         assert!(empty.is_empty());
@@ -636,6 +723,8 @@ mod tests {
     #[derive(Default)]
     struct Model {
         entries: Vec<LockEntry>,
+        /// Every id ever released (the tests stay far below the table's bound).
+        released: BTreeSet<String>,
     }
 
     impl Model {
@@ -654,7 +743,7 @@ mod tests {
         }
 
         fn acquire(&mut self, new: LockEntry) -> Result<Vec<LockEntry>, LockError> {
-            if self.entries.iter().any(|entry| entry.id == new.id) {
+            if self.entries.iter().any(|entry| entry.id == new.id) || self.released.contains(&new.id) {
                 return Err(LockError::DuplicateId(new.id));
             }
             let free = self.holder(&new.key).is_none();
@@ -666,6 +755,9 @@ mod tests {
         /// the keys whose holder changed, in key order.
         fn remove(&mut self, doomed: impl Fn(&LockEntry) -> bool) -> Vec<LockEntry> {
             let before = self.holders();
+            for entry in self.entries.iter().filter(|entry| doomed(entry)) {
+                self.released.insert(entry.id.clone());
+            }
             self.entries.retain(|entry| !doomed(entry));
             let after = self.holders();
             after

@@ -113,7 +113,14 @@ pub(crate) fn reconcile(command: &LockCommand, response: LockResponse, locks: &L
         (LockCommand::Acquire(entry), LockResponse::Failed(LockError::DuplicateId(id)))
             if *id == entry.id =>
         {
-            LockResponse::Done
+            // Still in the table: the first attempt queued it. Gone: it was
+            // applied and released since (its connection closed, its node
+            // left), and the table refused the late copy: withdrawn.
+            if locks.entries().iter().any(|held| held.id == entry.id) {
+                LockResponse::Done
+            } else {
+                LockResponse::Busy
+            }
         }
         (LockCommand::AcquireIfFree(entry), LockResponse::Busy)
             if locks.entries().iter().any(|held| held.id == entry.id) =>

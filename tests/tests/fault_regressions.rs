@@ -1,0 +1,186 @@
+//! Regression tests for what the fault harness (`tests/src/faults`, issue 11)
+//! found, each reduced to a deterministic sequence on loopback: a client's
+//! LOCK keeps a returning node from repairing for as long as the test needs
+//! (its repair waits for the collection's lock like any write), and SIGSTOP
+//! freezes a node without closing its sockets, so its peers record repairs.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use canhazdb_tests::raw::lock_id_of;
+use canhazdb_tests::{cmd, status, RawConn, TestCluster};
+use serde_json::{json, Value};
+use tokio::time::{sleep, Instant};
+
+/// Long enough for the peers' calls to a frozen node to time out (so they
+/// record repairs for it), short of the 3 s after which its locks go.
+const FROZEN_FOR: Duration = Duration::from_millis(1500);
+
+fn signal(cluster: &TestCluster, index: usize, sig: &str) {
+    let pid = cluster.node(index).pid().expect("the node runs");
+    let sent = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .is_ok_and(|status| status.success());
+    assert!(sent, "kill {sig} {pid}");
+}
+
+/// Runs `write` through `conn` while node `index` is frozen, then lets the
+/// node go on and waits until its peers hear from it again.
+async fn while_frozen(cluster: &TestCluster, index: usize, conn: &mut RawConn, write: Value, command: u8) {
+    signal(cluster, index, "-STOP");
+    let started = Instant::now();
+    let reply = conn.call(command, write).await;
+    let frozen = started.elapsed();
+    if frozen < FROZEN_FOR {
+        sleep(FROZEN_FOR - frozen).await;
+    }
+    signal(cluster, index, "-CONT");
+    assert!(
+        reply.status == status::OK || reply.status == status::CREATED,
+        "the write while n{} was frozen: {}",
+        index + 1,
+        reply.describe()
+    );
+    sleep(Duration::from_millis(1000)).await;
+}
+
+async fn lock(conn: &mut RawConn, key: &str) -> Value {
+    let reply = conn.call(cmd::LOCK, json!({"66": key})).await.expect(status::OK);
+    lock_id_of(&reply)
+}
+
+/// The documents of `collection` through every node, once each is healthy.
+async fn documents_everywhere(cluster: &TestCluster, collection: &str) -> Vec<Value> {
+    let mut seen = Vec::new();
+    for index in 0..cluster.len() {
+        cluster.wait_healthy(index).await;
+        let mut conn = cluster.conn(index).await;
+        // Right after a repair, a read may fail while the repaired node's
+        // acknowledgements reach every record holder (STATUS_SERVER_ERROR,
+        // never a short answer): try again.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let reply = conn
+                .call(cmd::GET, json!({"10": collection, "43": "asc(id)"}))
+                .await;
+            if reply.status == status::OK {
+                seen.push(reply.data().clone());
+                break;
+            }
+            assert!(Instant::now() < deadline, "n{}: {}", index + 1, reply.describe());
+            sleep(Duration::from_millis(200)).await;
+        }
+    }
+    seen
+}
+
+/// Found as "POST … was refused as existing, but the document was deleted":
+/// a node back from a freeze still held a document deleted meanwhile, and a
+/// POST of that id stored to it was refused there. A replica that does not
+/// serve gets the document through a repair instead.
+#[tokio::test]
+async fn a_post_may_reuse_an_id_whose_delete_a_frozen_node_missed() {
+    let cluster = TestCluster::start(3).await;
+    let mut writer = cluster.conn(0).await;
+    writer.post("reuse", json!({"id": "a", "v": 1})).await;
+    let lock_id = lock(&mut writer, "reuse").await;
+    let delete = json!({"10": "reuse", "40": {"id": "a"}, "62": lock_id});
+    while_frozen(&cluster, 2, &mut writer, delete, cmd::DELETE).await;
+    // n3 is back but cannot repair while the lock is held.
+    let reply = writer
+        .call(
+            cmd::POST,
+            json!({"10": "reuse", "20": {"id": "a", "v": 2}, "62": lock_id}),
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        status::CREATED,
+        "POST of a deleted id: {}",
+        reply.describe()
+    );
+    writer.unlock(&lock_id).await;
+    for (index, documents) in documents_everywhere(&cluster, "reuse").await.iter().enumerate() {
+        assert_eq!(documents, &json!([{"id": "a", "v": 2}]), "through n{}", index + 1);
+    }
+}
+
+/// Found as a node that never served again: its repair round only tried
+/// the collection's lock, and clients kept that lock taken (one holding,
+/// one waiting) all the time. The round now waits its turn in the queue.
+#[tokio::test]
+async fn a_node_repairs_a_collection_that_clients_keep_locked() {
+    let cluster = TestCluster::start(3).await;
+    let mut writer = cluster.conn(0).await;
+    writer.post("busy", json!({"id": "a", "v": 0})).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut churners = Vec::new();
+    for index in 0..2 {
+        let mut conn = cluster.conn(index).await;
+        let stop = stop.clone();
+        churners.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let lock_id = lock(&mut conn, "busy").await;
+                sleep(Duration::from_millis(30)).await;
+                conn.unlock(&lock_id).await;
+            }
+        }));
+    }
+    let patch = json!({"10": "busy", "40": {"id": "a"}, "20": {"v": 1}});
+    while_frozen(&cluster, 2, &mut writer, patch, cmd::PATCH).await;
+    cluster.wait_healthy(2).await;
+    let mut reader = cluster.conn(2).await;
+    let reply = reader.call(cmd::GET, json!({"10": "busy"})).await;
+    assert_eq!(reply.expect(status::OK).data(), &json!([{"id": "a", "v": 1}]));
+    stop.store(true, Ordering::Relaxed);
+    for churner in churners {
+        churner.await.expect("a lock client");
+    }
+}
+
+/// Found as repairs settled without a current copy: with no healthy peer
+/// left, a returning node kept its stale copy and served it. A peer that is
+/// itself repairing *other* documents has a current copy of this one, and
+/// is asked for it.
+#[tokio::test]
+async fn repairing_nodes_copy_current_documents_from_each_other() {
+    let mut cluster = TestCluster::start(3).await;
+    let mut writer = cluster.conn(0).await;
+    writer.post("both", json!({"id": "a", "v": 0})).await;
+    writer.post("both", json!({"id": "b", "v": 0})).await;
+    let lock_id = lock(&mut writer, "both").await;
+    // n3 misses the change to a, n2 the change to b; neither can repair
+    // while the lock is held.
+    let change_a = json!({"10": "both", "40": {"id": "a"}, "20": {"v": 1}, "62": lock_id});
+    while_frozen(&cluster, 2, &mut writer, change_a, cmd::PATCH).await;
+    let change_b = json!({"10": "both", "40": {"id": "b"}, "20": {"v": 1}, "62": lock_id});
+    while_frozen(&cluster, 1, &mut writer, change_b, cmd::PATCH).await;
+    // n1, the only node that missed nothing, goes; its lock goes with it.
+    cluster.kill9(0);
+    for index in 1..3 {
+        let mut conn = cluster.conn(index).await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let reply = conn.call(cmd::GET, json!({"10": "both", "43": "asc(id)"})).await;
+            if reply.status == status::OK {
+                assert_eq!(
+                    reply.data(),
+                    &json!([{"id": "a", "v": 1}, {"id": "b", "v": 1}]),
+                    "through n{} once it serves again",
+                    index + 1
+                );
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "n{} did not serve again within 30 s: {}\n{}",
+                index + 1,
+                reply.describe(),
+                cluster.log_excerpts(3000)
+            );
+            sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
