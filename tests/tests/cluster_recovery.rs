@@ -121,7 +121,12 @@ async fn a_node_killed_during_writes_repairs_itself_before_it_serves() {
         log.failures
     );
 
-    // Deterministic last writes, all while n1 is down.
+    // Deterministic last writes, all while n1 is down, once n2 and n3 have
+    // checked for missed writes after losing n1 (they answer
+    // STATUS_SERVER_UNHEALTHY until then, which on a loaded machine can
+    // outlast the writer's last beats).
+    cluster.wait_healthy(1).await;
+    cluster.wait_healthy(2).await;
     let patched = c
         .call(
             cmd::PATCH,

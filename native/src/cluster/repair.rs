@@ -107,6 +107,10 @@ pub async fn run_round(cluster: &Arc<Cluster>) {
         })
         .map(|repair| &repair.id)
         .collect();
+    // A record not acknowledged stays with its holder, which refuses reads
+    // that count this node as online: until every holder has let go, the
+    // node is not done (the next round applies those records again).
+    let mut unacknowledged: BTreeSet<String> = BTreeSet::new();
     for peer in &peers {
         let ids: Vec<String> = holders
             .get(&peer.name())
@@ -118,14 +122,15 @@ pub async fn run_round(cluster: &Arc<Cluster>) {
         if !ids.is_empty() {
             let request = InternalRequest::AckRepairs {
                 target: me.clone(),
-                ids,
+                ids: ids.clone(),
             };
             if let Err(error) = peer.call(&request).await {
                 tracing::warn!(%error, "could not acknowledge repairs; they will be applied again");
+                unacknowledged.extend(ids);
             }
         }
     }
-    let pending = records.len() - applied.len();
+    let pending = records.len() - applied.len() + unacknowledged.len();
     if pending == 0 {
         view.set_repair_state(RepairState::checked_through(losses));
     } else {

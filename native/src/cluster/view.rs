@@ -53,11 +53,14 @@ pub struct ClusterView {
     /// What the last repair round that heard from every reachable peer
     /// found: the contact losses when it began, and the documents (collection,
     /// id) whose repairs are not applied yet. See [`ClusterView::is_repair_source`].
-    unrepaired: Mutex<Option<(u64, BTreeSet<(String, String)>)>>,
+    unrepaired: Mutex<Option<(u64, BTreeSet<DocumentKey>)>>,
     /// When the watchdog last ran (see [`ClusterView::watchdog_tick`]).
     last_watchdog: Mutex<Instant>,
     dialer: Dialer,
 }
+
+/// A document as (collection, id).
+pub type DocumentKey = (String, String);
 
 /// A node whose watchdog did not run for this long was frozen (SIGSTOP, a
 /// paused VM, a stalled host): its peers have counted it unreachable by
@@ -209,7 +212,7 @@ impl ClusterView {
 
     /// A repair round heard from every reachable peer, in a round that began
     /// after `losses` contact losses: `documents` are this node's unrepaired ones.
-    pub fn set_unrepaired(&self, losses: u64, documents: BTreeSet<(String, String)>) {
+    pub fn set_unrepaired(&self, losses: u64, documents: BTreeSet<DocumentKey>) {
         *locked(&self.unrepaired) = Some((losses, documents));
     }
 
