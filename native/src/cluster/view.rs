@@ -65,8 +65,11 @@ pub type DocumentKey = (String, String);
 /// A node whose watchdog did not run for this long was frozen (SIGSTOP, a
 /// paused VM, a stalled host): its peers have counted it unreachable by
 /// then (their heartbeats time out after a second) and recorded repairs
-/// for the writes it missed, which it knows nothing of.
-pub const STALLED_AFTER: Duration = Duration::from_millis(1000);
+/// for the writes it missed, which it knows nothing of. Twice the heartbeat
+/// timeout, so that a loaded host's scheduling hiccups do not count;
+/// shorter freezes are caught by the peers, which refuse reads that count
+/// this node online while they hold repairs for it.
+pub const STALLED_AFTER: Duration = Duration::from_millis(2000);
 
 /// How one node of the cluster looks from here (for system.nodes).
 #[derive(Debug, Clone)]
@@ -305,7 +308,9 @@ impl ClusterView {
         let known = members + locked(&self.joins).len();
         let reachable = 1 + self.reachable_peers().len();
         let state = self.repair_state();
-        let pending = if !self.check_is_stale() && !self.is_stalled() {
+        // A lone node has no peers to miss writes for it: a stall is harmless.
+        let stalled = !self.is_alone() && self.is_stalled();
+        let pending = if !self.check_is_stale() && !stalled {
             state.pending
         } else {
             state.pending.max(1)
