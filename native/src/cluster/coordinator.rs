@@ -607,20 +607,20 @@ async fn store_replica(
             Err(error) => ReplicaOutcome::Refused(error.into()),
         };
     }
-    // A replica that does not serve may hold a stale copy of this very id
-    // (a delete it missed): it gets the document through a repair instead.
-    let Some(peer) = cluster
-        .view
-        .peer(replica)
-        .filter(|peer| cluster.view.is_serving(peer))
-    else {
+    let Some(peer) = cluster.view.peer(replica).filter(|peer| peer.is_reachable()) else {
         return ReplicaOutcome::Missed;
     };
+    // A replica that does not serve (it is checking or applying what it
+    // missed) still gets the copy, so a brief check after a peer is lost
+    // does not cost a write its replica. Its refusal is no verdict on the id,
+    // though: it may hold a stale copy of this very id (a delete it missed),
+    // so the document reaches it through a repair instead.
+    let serving = cluster.view.is_serving(&peer);
     match peer.call_before(request, deadline).await {
         Ok(_) => ReplicaOutcome::Stored,
         Err(PeerError::Failed {
             code: 121, message, ..
-        }) => ReplicaOutcome::Refused(CoordinatorError::BadRequest(message)),
+        }) if serving => ReplicaOutcome::Refused(CoordinatorError::BadRequest(message)),
         Err(error) => {
             tracing::warn!(%error, replica, "replica missed a POST; recording a repair");
             ReplicaOutcome::Missed
