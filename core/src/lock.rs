@@ -135,6 +135,9 @@ impl LockTable {
     /// waiting), otherwise nothing.
     pub fn release(&mut self, lock_id: &str) -> Result<Vec<LockEntry>, LockError> {
         if !self.key_by_id.contains_key(lock_id) {
+            // Its acquire may still be on its way (it failed ambiguously
+            // and its owner withdraws it): it must never be granted then.
+            self.remember_release(lock_id);
             return Err(LockError::NotFound(lock_id.to_owned()));
         }
         Ok(self.remove_ids([lock_id.to_owned()]))
@@ -442,6 +445,19 @@ mod tests {
         table.acquire(entry("l2", "a", "n1", 1)).unwrap();
         table.release_connection("n1", 1);
         assert!(table.acquire(entry("l2", "a", "n1", 1)).is_err());
+    }
+
+    #[test]
+    fn an_id_released_before_its_acquire_arrives_is_never_granted() {
+        // A LOCK whose acquire failed ambiguously is withdrawn by id; the
+        // acquire may still reach the log after the release.
+        let mut table = LockTable::new();
+        assert_eq!(table.release("late"), Err(LockError::NotFound("late".into())));
+        assert_eq!(
+            table.acquire(entry("late", "a", "n1", 1)),
+            Err(LockError::DuplicateId("late".into()))
+        );
+        assert!(table.is_empty());
     }
 
     #[test]
@@ -769,6 +785,7 @@ mod tests {
 
         fn release(&mut self, id: &str) -> Result<Vec<LockEntry>, LockError> {
             if !self.entries.iter().any(|entry| entry.id == id) {
+                self.released.insert(id.to_owned());
                 return Err(LockError::NotFound(id.to_owned()));
             }
             Ok(self.remove(|entry| entry.id == id))

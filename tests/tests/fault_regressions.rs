@@ -184,3 +184,57 @@ async fn repairing_nodes_copy_current_documents_from_each_other() {
         }
     }
 }
+
+/// Found as LOCKs (and writes waiting for a collection's lock) left
+/// unanswered for as long as a partition lasted: a node in a minority
+/// grants nothing, so they are refused with STATUS_SERVER_UNHEALTHY as soon
+/// as the node loses its majority, and their places in the queue go (a
+/// LOCK through that node is granted again after the heal).
+#[tokio::test]
+async fn waits_for_a_lock_end_when_their_node_loses_its_majority() {
+    let cluster = TestCluster::start(3).await;
+    let mut holder = cluster.conn(1).await;
+    let lock_id = lock(&mut holder, "queue").await;
+    let mut locker = cluster.conn(0).await;
+    let mut writer = cluster.conn(0).await;
+    let lock_request = locker.fresh_id();
+    locker
+        .send(lock_request, cmd::LOCK, Some(&json!({"66": "queue"})))
+        .await;
+    let write_request = writer.fresh_id();
+    let patch = json!({"10": "queue", "40": {"id": "a"}, "20": {"v": 1}});
+    writer.send(write_request, cmd::PATCH, Some(&patch)).await;
+    locker
+        .assert_no_reply(lock_request, Duration::from_millis(500), "the lock is held")
+        .await;
+    signal(&cluster, 1, "-STOP");
+    signal(&cluster, 2, "-STOP");
+    let lock_reply = locker.reply_within(lock_request, Duration::from_secs(10)).await;
+    let write_reply = writer.reply_within(write_request, Duration::from_secs(10)).await;
+    signal(&cluster, 1, "-CONT");
+    signal(&cluster, 2, "-CONT");
+    for (what, reply) in [("LOCK", lock_reply), ("PATCH", write_reply)] {
+        let reply = reply.unwrap_or_else(|error| panic!("a {what} waiting in a minority: {error:?}"));
+        assert_eq!(
+            reply.status,
+            status::SERVER_UNHEALTHY,
+            "a {what} waiting in a minority: {}",
+            reply.describe()
+        );
+    }
+    cluster.wait_healthy(0).await;
+    holder.unlock(&lock_id).await;
+    let mut next = cluster.conn(0).await;
+    let request = next.fresh_id();
+    next.send(request, cmd::LOCK, Some(&json!({"66": "queue"}))).await;
+    let reply = next
+        .reply_within(request, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|error| panic!("a LOCK after the heal: {error:?}\n{}", cluster.log_excerpts(3000)));
+    assert_eq!(
+        reply.status,
+        status::OK,
+        "a LOCK after the heal: {}",
+        reply.describe()
+    );
+}

@@ -555,6 +555,7 @@ pub async fn update(
             .collect::<Vec<_>>()
     });
     let ids = merge_changed_ids(primaries.chain(std::iter::once(orphaned)));
+    tracing::debug!(collection, ?online, ?answered, ?ids, "coordinated an update");
     match first_failure {
         // Some node failed in a way that may hide changed documents: too
         // few replicas answered, or too few nodes to include one that keeps

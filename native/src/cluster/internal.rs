@@ -184,7 +184,9 @@ pub async fn handle(
                     "this node may lack writes to {collection}/{id}; it is no source for a repair"
                 )));
             }
-            InternalReply::Document(local::fetch(cluster, &collection, &id)?)
+            let copy = local::fetch(cluster, &collection, &id)?;
+            tracing::debug!(collection, id, ?copy, "answered a repair fetch");
+            InternalReply::Document(copy)
         }
         InternalRequest::JoinRaft { member } => {
             cluster.join_raft(&member).await.map_err(server_error)?;

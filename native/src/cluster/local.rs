@@ -109,6 +109,7 @@ pub async fn update(
     change: Change,
     online: &[String],
 ) -> Result<Vec<ChangedReplica>, LocalError> {
+    tracing::debug!(collection, ?query, ?change, "applying an update here");
     let query = parse_query(query)?;
     let changed = match change {
         Change::Replace(document) => {
@@ -133,6 +134,7 @@ pub async fn update(
         .filter(|name| !cluster.view.repair_log.has_records_for(name))
         .cloned()
         .collect();
+    tracing::debug!(collection, changed = changed.len(), "applied the update here");
     let filter = PrimaryFilter::new(cluster.view.name(), &online);
     Ok(changed
         .into_iter()

@@ -178,6 +178,7 @@ async fn repair_document(
     if copy.is_none() && !answered {
         return false;
     }
+    tracing::debug!(collection, document_id, ?copy, answered, "repairing a document");
     let result = match copy {
         Some(copy) => local::overwrite(cluster, collection, document_id, Some(copy)).await,
         None if deleted => local::overwrite(cluster, collection, document_id, None).await,

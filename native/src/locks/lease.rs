@@ -82,11 +82,6 @@ impl Slot {
     }
 }
 
-/// How often a failed release of a lease is tried, and how long apart
-/// (a lock log without a majority answers within seconds).
-const RELEASE_ATTEMPTS: u32 = 30;
-const RELEASE_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
-
 /// What a write needs of the lease it joined: the lock id, the grant to
 /// wait for, and the lease's one-at-a-time lock.
 type Joined = (String, watch::Receiver<Grant>, Arc<tokio::sync::Mutex<()>>);
@@ -187,6 +182,7 @@ impl WriteLeases {
             }
             None => self.queue_lease(key, &slot),
         };
+        tracing::debug!(key, lock_id, "entered a write lease");
         // From here on, dropping the guard (also when this future is
         // dropped) leaves the lease.
         let mut guard = WriteGuard {
@@ -197,12 +193,14 @@ impl WriteLeases {
         };
         if one_at_a_time {
             guard._serial = Some(serial.lock_owned().await);
+            tracing::debug!(key, lock_id = guard.lock_id, "took the lease's turn");
         }
         let outcome = grant
             .wait_for(|grant| *grant != Grant::Queued)
             .await
             .map(|grant| grant.clone())
             .unwrap_or_else(|_| Grant::Failed("the lock request was dropped".to_owned()));
+        tracing::debug!(key, lock_id = guard.lock_id, ?outcome, "the lease's grant");
         if let Grant::Failed(message) = outcome {
             return Err(LockFailure::Log(LogError(message)));
         }
@@ -281,22 +279,10 @@ impl WriteLeases {
         tokio::spawn(async move { leases.release(lock_id).await });
     }
 
-    /// Releases a lease's entry, retrying while the lock log fails (a lease
-    /// left behind would lock the collection for every node).
+    /// Releases a lease's entry (a lease left behind would lock the
+    /// collection for every node).
     async fn release(&self, lock_id: String) {
-        for attempt in 1..=RELEASE_ATTEMPTS {
-            match self.locks.release(&lock_id).await {
-                Err(LockFailure::Log(error)) if attempt < RELEASE_ATTEMPTS => {
-                    tracing::warn!(%error, lock_id, attempt, "could not release a write lease; retrying");
-                    tokio::time::sleep(RELEASE_RETRY_AFTER).await;
-                }
-                Err(LockFailure::Log(error)) => {
-                    tracing::error!(%error, lock_id, "gave up releasing a write lease");
-                }
-                // Done, or the entry is gone already.
-                _ => break,
-            }
-        }
+        self.locks.release_retrying(&lock_id).await;
         self.releasing().remove(&lock_id);
     }
 }
@@ -321,6 +307,12 @@ impl WriteGuard {
         let position = leases.iter().position(|lease| lease.entry.id == lock_id)?;
         let lease = &mut leases[position];
         lease.users -= 1;
+        tracing::debug!(
+            lock_id,
+            users = lease.users,
+            granted = lease.granted,
+            "left a write lease"
+        );
         if lease.users > 0 {
             return None;
         }

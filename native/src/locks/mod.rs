@@ -178,6 +178,7 @@ impl LockManager {
         // was withdrawn. (A waiter whose Acquire is not applied yet is not
         // here: with a replicated log, other commands may apply first.)
         let watched = state.watched();
+        tracing::debug!(?command, "applying a lock command");
         let result = match command {
             LockCommand::Acquire(entry) => state.table.acquire(entry),
             LockCommand::AcquireIfFree(entry) => {
@@ -197,6 +198,7 @@ impl LockManager {
             }
             LockCommand::ReleaseOrigin { origin } => Ok(state.table.release_origin(&origin)),
         };
+        tracing::debug!(?result, "applied a lock command");
         let granted = match result {
             Ok(outcome) => outcome,
             Err(error) => return LockResponse::Failed(error),
@@ -243,6 +245,21 @@ impl LockManager {
 
     /// Queues `entry` (made by [`new_entry`]) and waits until it is granted.
     pub async fn acquire(&self, entry: LockEntry) -> Result<LockEntry, LockFailure> {
+        match self.acquire_unless(entry, std::future::pending()).await? {
+            Wait::Granted(entry) => Ok(entry),
+            Wait::GaveUp(_) => Err(LockFailure::Withdrawn),
+        }
+    }
+
+    /// [`Self::acquire`], giving up once `give_up` resolves while the entry
+    /// waits in its queue. The entry is then still queued (the caller
+    /// releases it); giving up never interrupts the queueing itself, so no
+    /// entry can land in the table after its caller stopped caring.
+    pub async fn acquire_unless(
+        &self,
+        entry: LockEntry,
+        give_up: impl std::future::Future<Output = ()>,
+    ) -> Result<Wait, LockFailure> {
         let (sender, receiver) = oneshot::channel();
         self.state().grant_waiters.insert(entry.id.clone(), sender);
         let response = self.submit(LockCommand::Acquire(entry.clone())).await;
@@ -256,13 +273,20 @@ impl LockManager {
             self.state().grant_waiters.remove(&entry.id);
             return Err(failure);
         }
-        match receiver.await {
-            Ok(()) => Ok(entry),
+        let granted = tokio::select! {
+            granted = receiver => granted,
+            () = give_up => {
+                self.state().grant_waiters.remove(&entry.id);
+                return Ok(Wait::GaveUp(entry));
+            }
+        };
+        match granted {
+            Ok(()) => Ok(Wait::Granted(entry)),
             Err(_) => {
                 // Dropped: the entry vanished, or it was granted while this
                 // node installed a snapshot.
                 if self.state().table.is_granted(&entry.id) {
-                    Ok(entry)
+                    Ok(Wait::Granted(entry))
                 } else {
                     Err(LockFailure::Withdrawn)
                 }
@@ -290,6 +314,25 @@ impl LockManager {
             lock_id: lock_id.to_owned(),
         };
         expect_done(self.submit(command).await?)
+    }
+
+    /// Releases `lock_id`, retrying for a while as long as the lock log
+    /// fails (no majority, a leader change): the caller's entry must not
+    /// outlive it.
+    pub async fn release_retrying(&self, lock_id: &str) {
+        for attempt in 1..=RELEASE_ATTEMPTS {
+            match self.release(lock_id).await {
+                Err(LockFailure::Log(error)) if attempt < RELEASE_ATTEMPTS => {
+                    tracing::warn!(%error, lock_id, attempt, "could not release a lock; retrying");
+                    tokio::time::sleep(RELEASE_RETRY_AFTER).await;
+                }
+                Err(LockFailure::Log(error)) => {
+                    tracing::error!(%error, lock_id, "gave up releasing a lock");
+                }
+                // Done, or the entry is gone already.
+                _ => break,
+            }
+        }
     }
 
     /// UNLOCK: releases `lock_id` if `owner` holds (or queued) it.
@@ -383,6 +426,18 @@ fn expect_done(response: LockResponse) -> Result<(), LockFailure> {
 }
 
 /// A new lock entry with a fresh id.
+/// How often a failed release is tried, and how long apart (a lock log
+/// without a majority answers within seconds).
+const RELEASE_ATTEMPTS: u32 = 30;
+const RELEASE_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How a wait for a lock ended (see [`LockManager::acquire_unless`]).
+pub enum Wait {
+    Granted(LockEntry),
+    /// The caller gave up; the entry may still be queued or even granted.
+    GaveUp(LockEntry),
+}
+
 pub fn new_entry(key: &str, owner: &LockOwner) -> LockEntry {
     LockEntry {
         id: uuid::Uuid::new_v4().to_string(),

@@ -18,7 +18,7 @@ use super::{system, Node};
 use crate::cluster::coordinator::{self, CoordinatorError};
 use crate::cluster::internal;
 use crate::locks::lease::WriteGuard;
-use crate::locks::LockFailure;
+use crate::locks::{LockFailure, Wait};
 use crate::storage::StorageError;
 
 /// A failed request: the status and message of its reply.
@@ -267,7 +267,8 @@ async fn wait_for_lock(
         return Err(locked(collection));
     }
     let one_at_a_time = !node.cluster.view.is_alone();
-    Ok(node.write_leases.enter(key, one_at_a_time, false).await?)
+    let lease = node.write_leases.enter(key, one_at_a_time, false);
+    Ok(unless_in_minority(node, lease).await??)
 }
 
 fn locked(collection: &CollectionId) -> Failure {
@@ -296,10 +297,8 @@ async fn update(
     } else {
         let one_at_a_time = !node.cluster.view.is_alone();
         let fail_if_locked = lock.strategy == LockStrategy::Fail;
-        let lease = node
-            .write_leases
-            .enter(key, one_at_a_time, fail_if_locked)
-            .await?;
+        let lease = node.write_leases.enter(key, one_at_a_time, fail_if_locked);
+        let lease = unless_in_minority(node, lease).await??;
         Some(lease.ok_or_else(|| locked(collection))?)
     };
     let method = match change {
@@ -307,6 +306,7 @@ async fn update(
         Change::Merge(_) => Method::Patch,
         Change::Delete => Method::Delete,
     };
+    tracing::debug!(key, "coordinating an update");
     let ids = coordinator::update(&node.cluster, key, query, change).await?;
     coordinator::publish(
         &node.cluster,
@@ -322,15 +322,65 @@ async fn lock(node: &Node, connection: &Connection, key: &str) -> Outcome {
     if connection.outlet.close.is_cancelled() {
         return Err(Failure(Status::ServerClosed, None));
     }
-    let entry = node
-        .locks
-        .lock(key, &connection.owner)
-        .await
-        .map_err(|error| Failure(Status::ServerClosed, Some(error.to_string())))?;
+    let entry = crate::locks::new_entry(key, &connection.owner);
+    let lock_id = entry.id.clone();
+    tracing::debug!(id = entry.id, key, connection = connection.id, "LOCK requested");
+    let entry = match node.locks.acquire_unless(entry, lost_majority(node)).await {
+        Ok(Wait::Granted(entry)) => {
+            tracing::debug!(id = entry.id, "LOCK granted");
+            entry
+        }
+        Ok(Wait::GaveUp(entry)) => {
+            tracing::debug!(id = entry.id, "LOCK given up: no majority");
+            // In a minority nothing is granted, and the majority drops this
+            // node's locks once it has been silent a while: fail fast
+            // instead of leaving the client waiting for the heal. The
+            // entry goes as soon as a majority is back.
+            let locks = node.locks.clone();
+            tokio::spawn(async move { locks.release_retrying(&entry.id).await });
+            return Err(Failure(Status::ServerUnhealthy, None));
+        }
+        Err(error) => {
+            tracing::debug!(%error, id = lock_id, "LOCK failed");
+            if let LockFailure::Log(_) = error {
+                // The acquire may have been applied all the same: a lock
+                // nobody knows of would block the key for as long as this
+                // connection lives.
+                let locks = node.locks.clone();
+                tokio::spawn(async move { locks.release_retrying(&lock_id).await });
+            }
+            return Err(Failure(Status::ServerClosed, Some(error.to_string())));
+        }
+    };
     if connection.outlet.close.is_cancelled() {
         // The connection closed while this LOCK waited: nobody could unlock it.
         let _ = node.locks.release(&entry.id).await;
         return Err(Failure(Status::ServerClosed, None));
     }
     Ok(Reply::with_lock_id(entry.id))
+}
+
+/// Waits for `wait` (a write waiting its turn for a collection's lock), but
+/// answers STATUS_SERVER_UNHEALTHY as soon as this node is in a minority:
+/// nothing is granted there until the partition heals. Dropping the wait
+/// leaves its place in the queue, so the refused write changed nothing.
+async fn unless_in_minority<T>(
+    node: &Node,
+    wait: impl std::future::Future<Output = T>,
+) -> Result<T, Failure> {
+    tokio::select! {
+        done = wait => Ok(done),
+        () = lost_majority(node) => Err(Failure(Status::ServerUnhealthy, None)),
+    }
+}
+
+/// Resolves once this node no longer sees a majority of the cluster.
+async fn lost_majority(node: &Node) {
+    const POLL: std::time::Duration = std::time::Duration::from_millis(100);
+    loop {
+        if let Some(canhazdb_core::health::UnhealthyReason::NoMajority { .. }) = node.health().reason() {
+            return;
+        }
+        tokio::time::sleep(POLL).await;
+    }
 }

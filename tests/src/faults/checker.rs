@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::history::{Change, FaultRecord, History, Log, Outcome};
+use super::history::{Change, CounterWrite, FaultRecord, History, Log, Outcome};
 use super::workload::{COUNTER, COUNTER_ID, DOCS};
 
 /// A breach of an invariant.
@@ -409,20 +409,49 @@ fn locks(history: &History, log: &Log, finals: &[NodeFinal], anomalies: &mut Vec
             });
         }
     }
-    let mut acknowledged: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+    let mut acknowledged: BTreeMap<u64, Vec<&CounterWrite>> = BTreeMap::new();
     for write in log
         .counter_writes
         .iter()
         .filter(|write| write.outcome == Outcome::Ok)
     {
-        acknowledged.entry(write.value).or_default().push(write.client);
+        acknowledged.entry(write.value).or_default().push(write);
     }
-    for (value, clients) in acknowledged.iter().filter(|(_, clients)| clients.len() > 1) {
+    for (value, writes) in acknowledged.iter().filter(|(_, writes)| writes.len() > 1) {
+        let writes: Vec<String> = writes
+            .iter()
+            .map(|write| {
+                format!(
+                    "client {} through n{} at {:.2}s changed {:?}",
+                    write.client,
+                    write.node,
+                    history.at(write.sent),
+                    write.changed
+                )
+            })
+            .collect();
         anomalies.push(Anomaly {
             kind: "lost update",
             detail: format!(
-                "the counter was set to {value} by {} acknowledged increments (clients {clients:?})",
-                clients.len()
+                "the counter was set to {value} by {} acknowledged increments: {}",
+                writes.len(),
+                writes.join("; ")
+            ),
+        });
+    }
+    for write in acknowledged
+        .values()
+        .flatten()
+        .filter(|write| write.changed.is_empty())
+    {
+        anomalies.push(Anomaly {
+            kind: "lost update",
+            detail: format!(
+                "client {}'s increment to {} through n{} at {:.2}s was acknowledged but changed nothing",
+                write.client,
+                write.value,
+                write.node,
+                history.at(write.sent)
             ),
         });
     }

@@ -113,6 +113,8 @@ pub struct CounterWrite {
     pub value: u64,
     pub sent: Instant,
     pub outcome: Outcome,
+    /// The ids its reply reported changed (for a post-mortem).
+    pub changed: Vec<String>,
 }
 
 /// What one NOTIFY subscriber saw.

@@ -295,9 +295,9 @@ async fn increment_once(context: &Context, session: &mut Session, client: usize)
     let value = current + 1;
     let sent = Instant::now();
     let payload = json!({"10": COUNTER, "40": {"id": COUNTER_ID}, "20": {"v": value}, "62": lock_id});
-    let outcome = match session.call("PUT counter", cmd::PUT, payload).await {
-        Answer::Reply(reply) => outcome_of(&reply, status::OK),
-        Answer::Failed(outcome) => outcome,
+    let (outcome, changed) = match session.call("PUT counter", cmd::PUT, payload).await {
+        Answer::Reply(reply) => (outcome_of(&reply, status::OK), string_ids(data_of(&reply))),
+        Answer::Failed(outcome) => (outcome, Vec::new()),
     };
     if outcome == Outcome::Ok {
         honoured(sent);
@@ -310,6 +310,7 @@ async fn increment_once(context: &Context, session: &mut Session, client: usize)
             value,
             sent,
             outcome: outcome.clone(),
+            changed,
         })
     });
     let unlock_sent = Instant::now();
