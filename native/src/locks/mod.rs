@@ -335,6 +335,13 @@ impl LockManager {
         }
     }
 
+    /// [`Self::release_retrying`] in the background: withdraws an entry
+    /// whose caller has stopped waiting for it.
+    pub fn withdraw(self: &Arc<Self>, lock_id: String) {
+        let locks = Arc::clone(self);
+        tokio::spawn(async move { locks.release_retrying(&lock_id).await });
+    }
+
     /// UNLOCK: releases `lock_id` if `owner` holds (or queued) it.
     pub async fn unlock(&self, lock_id: &str, owner: &LockOwner) -> Result<(), LockFailure> {
         let command = LockCommand::ReleaseIfHeldBy {
@@ -425,7 +432,6 @@ fn expect_done(response: LockResponse) -> Result<(), LockFailure> {
     }
 }
 
-/// A new lock entry with a fresh id.
 /// How often a failed release is tried, and how long apart (a lock log
 /// without a majority answers within seconds).
 const RELEASE_ATTEMPTS: u32 = 30;
@@ -438,6 +444,7 @@ pub enum Wait {
     GaveUp(LockEntry),
 }
 
+/// A new lock entry with a fresh id.
 pub fn new_entry(key: &str, owner: &LockOwner) -> LockEntry {
     LockEntry {
         id: uuid::Uuid::new_v4().to_string(),

@@ -336,8 +336,7 @@ async fn lock(node: &Node, connection: &Connection, key: &str) -> Outcome {
             // node's locks once it has been silent a while: fail fast
             // instead of leaving the client waiting for the heal. The
             // entry goes as soon as a majority is back.
-            let locks = node.locks.clone();
-            tokio::spawn(async move { locks.release_retrying(&entry.id).await });
+            node.locks.withdraw(entry.id);
             return Err(Failure(Status::ServerUnhealthy, None));
         }
         Err(error) => {
@@ -346,8 +345,7 @@ async fn lock(node: &Node, connection: &Connection, key: &str) -> Outcome {
                 // The acquire may have been applied all the same: a lock
                 // nobody knows of would block the key for as long as this
                 // connection lives.
-                let locks = node.locks.clone();
-                tokio::spawn(async move { locks.release_retrying(&lock_id).await });
+                node.locks.withdraw(lock_id);
             }
             return Err(Failure(Status::ServerClosed, Some(error.to_string())));
         }
