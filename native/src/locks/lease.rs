@@ -288,11 +288,14 @@ impl WriteLeases {
 }
 
 impl WriteGuard {
-    /// Leaves the lease; the last write out releases the lock (from the
-    /// moment this is called, system.locks no longer shows it).
-    pub async fn finish(mut self) {
-        if let Some(lock_id) = self.leave() {
-            self.leases.release(lock_id).await;
+    /// Leaves the lease now; if this was its last write, what is returned
+    /// releases the lock. From the moment this returns, system.locks no
+    /// longer shows the lock, and nobody is granted it before the release
+    /// runs, so a caller can answer its client in between.
+    pub fn finish(mut self) -> Release {
+        Release {
+            lock_id: self.leave(),
+            leases: self.leases.clone(),
         }
     }
 
@@ -329,6 +332,32 @@ impl WriteGuard {
 impl Drop for WriteGuard {
     fn drop(&mut self) {
         if let Some(lock_id) = self.leave() {
+            self.leases.spawn_release(lock_id);
+        }
+    }
+}
+
+/// The release of a lease its last write left ([`WriteGuard::finish`]).
+/// Dropped without [`Release::run`], it runs in the background.
+#[must_use = "run the release, or dropping it releases in the background"]
+pub struct Release {
+    leases: Arc<WriteLeases>,
+    lock_id: Option<String>,
+}
+
+impl Release {
+    /// Releases the lock (if the write was the lease's last) and waits
+    /// until the lock log has applied the release.
+    pub async fn run(mut self) {
+        if let Some(lock_id) = self.lock_id.take() {
+            self.leases.release(lock_id).await;
+        }
+    }
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        if let Some(lock_id) = self.lock_id.take() {
             self.leases.spawn_release(lock_id);
         }
     }

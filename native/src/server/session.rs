@@ -89,18 +89,20 @@ impl Session {
         let context = self.context.clone();
         self.node.tasks.spawn(async move {
             let handled = dispatch::handle(&node, &context, frame).await;
-            // Queue the reply, then release the write's lock with no await
-            // point in between (when the queue has room): the client hears
-            // back before anyone else is granted the lock, and system.locks
-            // stops showing the lock before the client can ask again.
-            // (A client that does not read its replies must not keep the
-            // lock meanwhile: when its queue is full, the lock goes first.)
+            // Leave the write's lease before the reply is queued: the writer
+            // task may send the reply (on another thread) at once, and by
+            // the time the client can ask again system.locks must no longer
+            // show the lock. Nobody is granted it before `release` runs, so
+            // the client still hears back first. (A client that does not
+            // read its replies must not keep the lock meanwhile: when its
+            // queue is full, the lock goes first.)
+            let release = handled.lease.map(|lease| lease.finish());
             let unsent = match context.outlet.frames.try_send(handled.reply) {
                 Err(TrySendError::Full(reply)) => Some(reply),
                 _ => None,
             };
-            if let Some(lease) = handled.lease {
-                lease.finish().await;
+            if let Some(release) = release {
+                release.run().await;
             }
             if let Some(reply) = unsent {
                 let _ = context.outlet.frames.send(reply).await;
