@@ -2,7 +2,9 @@
 //! while documents acknowledged during the partition are missing from it
 //! (issue: short reads after a heal). Nodes run in network namespaces of
 //! their own; a cut drops node-to-node traffic silently while the test's
-//! connections, opened before the cut, keep working.
+//! connections, opened before the cut, keep working. Three shapes: each
+//! node cut and healed in turn, a flapping link, and a heal in the middle of
+//! a repair.
 //!
 //! Needs root (network namespaces); elsewhere it says so and passes without
 //! running. Under the TLS switch it does not run either: the partition
@@ -96,33 +98,48 @@ async fn read_ids(conn: &mut RawConn, collection: &str) -> Option<BTreeSet<Strin
     Some(ids)
 }
 
-/// Reads through every node for `window`, asserting that each STATUS_OK
-/// answer holds every id of `acknowledged`; returns how long the node that
-/// was cut took to answer STATUS_OK again.
+/// One read of every expected collection through every node, asserting that
+/// each STATUS_OK answer holds every acknowledged id; whether each node
+/// served all of them.
+async fn check_reads_once(
+    conns: &mut [RawConn],
+    expected: &[(&str, &BTreeSet<String>)],
+    since: Instant,
+) -> Vec<bool> {
+    let mut served = vec![true; conns.len()];
+    for (index, conn) in conns.iter_mut().enumerate() {
+        for (collection, acknowledged) in expected {
+            let Some(ids) = read_ids(conn, collection).await else {
+                served[index] = false;
+                continue;
+            };
+            let missing: Vec<&String> = acknowledged.difference(&ids).collect();
+            assert!(
+                missing.is_empty(),
+                "node {index} answered STATUS_OK for {collection} {:?} after the heal without {} \
+                 acknowledged documents: {missing:?}",
+                since.elapsed(),
+                missing.len()
+            );
+        }
+    }
+    served
+}
+
+/// Reads through every node for `window` ([`check_reads_once`]); returns how
+/// long the node that was cut took to serve every collection again.
 async fn assert_complete_reads(
     conns: &mut [RawConn],
-    collection: &str,
-    acknowledged: &BTreeSet<String>,
+    expected: &[(&str, &BTreeSet<String>)],
     healed: usize,
     window: Duration,
 ) -> Option<Duration> {
     let started = Instant::now();
     let mut healed_after = None;
     while started.elapsed() < window {
-        for (index, conn) in conns.iter_mut().enumerate() {
-            if let Some(ids) = read_ids(conn, collection).await {
-                let missing: Vec<&String> = acknowledged.difference(&ids).collect();
-                assert!(
-                    missing.is_empty(),
-                    "node {index} answered STATUS_OK {:?} after the heal without {} acknowledged \
-                     documents: {missing:?}",
-                    started.elapsed(),
-                    missing.len()
-                );
-                if index == healed && healed_after.is_none() {
-                    healed_after = Some(started.elapsed());
-                }
-            }
+        let served = check_reads_once(conns, expected, started).await;
+        if served[healed] && healed_after.is_none() {
+            healed_after = Some(started.elapsed());
         }
     }
     healed_after
@@ -153,6 +170,33 @@ async fn post_through(
                 .map(|index| format!("--- node {index}:\n{}", cluster.log_tail(index, 6000)))
                 .collect();
             panic!("a POST must be answered, not hang: {error}\n{}", logs.join("\n"));
+        }
+    }
+}
+
+/// POSTs every id of `ids` through `conn` (the majority side), trying each
+/// again while it fails (a write may fail while the cluster notices a cut);
+/// fails the test with every node's log if that takes over 15 s.
+async fn post_all_through(
+    cluster: &NetCluster,
+    conn: &mut RawConn,
+    collection: &str,
+    ids: &[String],
+    acknowledged: &mut BTreeSet<String>,
+) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for id in ids {
+        while !acknowledged.contains(id) {
+            if Instant::now() >= deadline {
+                let logs: Vec<String> = (0..NODES)
+                    .map(|index| format!("--- node {index}:\n{}", cluster.log_tail(index, 6000)))
+                    .collect();
+                panic!(
+                    "the majority side did not take the writes within 15 s\n{}",
+                    logs.join("\n")
+                );
+            }
+            post_through(cluster, conn, collection, id.clone(), acknowledged).await;
         }
     }
 }
@@ -188,29 +232,16 @@ fn reads_after_a_partition_heals_hold_every_acknowledged_write() {
             let unhealthy_after = wait_status(&mut conns[cut], "unhealthy", Duration::from_secs(10)).await;
             // The majority side keeps taking writes (a write may fail while
             // it notices the cut; it is tried again, within a bound).
-            let deadline = Instant::now() + Duration::from_secs(15);
-            for n in 0..10 {
-                let id = format!("cut{cut}-{n}");
-                while !acknowledged.contains(&id) {
-                    if Instant::now() >= deadline {
-                        let logs: Vec<String> = (0..NODES)
-                            .map(|index| format!("--- node {index}:\n{}", faults.log_tail(index, 6000)))
-                            .collect();
-                        panic!("the majority side took no write for 15 s\n{}", logs.join("\n"));
-                    }
-                    post_through(
-                        &faults,
-                        &mut conns[majority],
-                        "part",
-                        id.clone(),
-                        &mut acknowledged,
-                    )
-                    .await;
-                }
-            }
+            let ids: Vec<String> = (0..10).map(|n| format!("cut{cut}-{n}")).collect();
+            post_all_through(&faults, &mut conns[majority], "part", &ids, &mut acknowledged).await;
             faults.heal(cut).expect("heal");
-            let healed_after =
-                assert_complete_reads(&mut conns, "part", &acknowledged, cut, Duration::from_secs(6)).await;
+            let healed_after = assert_complete_reads(
+                &mut conns,
+                &[("part", &acknowledged)],
+                cut,
+                Duration::from_secs(6),
+            )
+            .await;
             eprintln!(
                 "node {cut}: unhealthy {unhealthy_after:?} after the cut; serving again {healed_after:?} after the heal"
             );
@@ -339,5 +370,117 @@ fn reads_under_a_flapping_link_hold_every_acknowledged_write() {
             acknowledged.len()
         );
         assert!(!acknowledged.is_empty());
+    });
+}
+
+/// Whether the log at `path` holds `text` after its first `offset` bytes.
+fn logged_since(path: &std::path::Path, offset: usize, text: &str) -> bool {
+    let log = std::fs::read_to_string(path).unwrap_or_default();
+    log.get(offset..).is_some_and(|new| new.contains(text))
+}
+
+/// A heal in the middle of a repair: node 2 comes back, starts applying
+/// what it missed, and is cut off again before it is done; then it heals
+/// for good. Reads through every node never miss a document, neither while
+/// node 2 repairs nor after either heal.
+///
+/// To catch node 2 mid-repair for sure, a client holds the lock of one of
+/// the two collections it must repair: a repair waits for each collection's
+/// lock like any write, so after repairing `a-mid` node 2's round waits for
+/// `b-mid`'s lock.
+#[test]
+fn reads_after_a_heal_in_the_middle_of_a_repair_hold_every_acknowledged_write() {
+    if let Some(reason) = skip_reason() {
+        eprintln!("skipping: {reason}");
+        return;
+    }
+    let cluster = std::sync::Arc::new(NetCluster::start(NODES).expect("the namespaces and nodes start"));
+    let addresses: Vec<_> = (0..NODES).map(|i| cluster.socket_address(i)).collect();
+    let client = cluster.client_ns();
+    let faults = cluster.clone();
+    run_in_client_namespace(&client, Duration::from_secs(240), move || async move {
+        let mut conns = connect_all(&addresses).await;
+        let mut holder = connect_all(&addresses[1..2]).await.remove(0);
+        let (mut a_ids, mut b_ids) = (BTreeSet::new(), BTreeSet::new());
+        let before: Vec<String> = (0..5).map(|n| format!("before-{n}")).collect();
+        post_all_through(&faults, &mut conns[0], "a-mid", &before, &mut a_ids).await;
+        post_all_through(&faults, &mut conns[0], "b-mid", &before, &mut b_ids).await;
+
+        // Node 2 misses writes to both collections.
+        faults.cut(2).expect("cut");
+        wait_status(&mut conns[2], "unhealthy", Duration::from_secs(10)).await;
+        let missed: Vec<String> = (0..20).map(|n| format!("first-cut-{n}")).collect();
+        post_all_through(&faults, &mut conns[0], "a-mid", &missed, &mut a_ids).await;
+        post_all_through(&faults, &mut conns[0], "b-mid", &missed, &mut b_ids).await;
+        let held = holder.lock("b-mid").await;
+
+        // It heals and starts its repair, which then waits for b-mid's lock.
+        let log_path = faults.log_path(2);
+        let log_before_heal = std::fs::read_to_string(&log_path).unwrap_or_default().len();
+        faults.heal(2).expect("heal");
+        let healed = Instant::now();
+        let expected = [("a-mid", &a_ids), ("b-mid", &b_ids)];
+        loop {
+            let served = check_reads_once(&mut conns, &expected, healed).await;
+            assert!(
+                !served[2],
+                "node 2 served b-mid while its lock was held by a client"
+            );
+            if logged_since(&log_path, log_before_heal, "applying repairs") {
+                break;
+            }
+            assert!(
+                healed.elapsed() < Duration::from_secs(15),
+                "node 2 did not start its repair within 15 s of the heal; log:\n{}",
+                faults.log_tail(2, 4000)
+            );
+        }
+        eprintln!(
+            "node 2 started applying repairs {:?} after the heal",
+            healed.elapsed()
+        );
+        // It repairs a-mid, and waits for b-mid's lock longer than a round
+        // may: a round that gives up on a collection has not repaired it
+        // (node 2 still does not serve), and the next round waits again.
+        loop {
+            let served = check_reads_once(&mut conns, &expected, healed).await;
+            assert!(
+                !served[2],
+                "node 2 served while b-mid's repair waited for its lock"
+            );
+            if logged_since(&log_path, log_before_heal, "not granted in time") {
+                break;
+            }
+            assert!(
+                healed.elapsed() < Duration::from_secs(20),
+                "node 2's repair round did not give up on b-mid's lock; log:\n{}",
+                faults.log_tail(2, 4000)
+            );
+        }
+        eprintln!(
+            "node 2's first round gave up on b-mid {:?} after the heal",
+            healed.elapsed()
+        );
+        // Cut it off again in the middle of that repair.
+        faults.cut(2).expect("cut again");
+        let recut = Instant::now();
+
+        // While it is away again, the lock goes and more writes land.
+        holder.unlock(&held).await;
+        wait_status(&mut conns[2], "unhealthy", Duration::from_secs(10)).await;
+        let missed_again: Vec<String> = (0..10).map(|n| format!("second-cut-{n}")).collect();
+        post_all_through(&faults, &mut conns[0], "a-mid", &missed_again, &mut a_ids).await;
+        check_reads_once(&mut conns, &[("a-mid", &a_ids), ("b-mid", &b_ids)], recut).await;
+
+        // The final heal: every STATUS_OK read is complete, and node 2 serves.
+        faults.heal(2).expect("heal again");
+        let expected = [("a-mid", &a_ids), ("b-mid", &b_ids)];
+        let healed_after = assert_complete_reads(&mut conns, &expected, 2, Duration::from_secs(8)).await;
+        eprintln!("node 2 served every collection {healed_after:?} after the second heal");
+        assert!(
+            healed_after.is_some(),
+            "node 2 did not serve within 8 s of the second heal; log:\n{}",
+            faults.log_tail(2, 4000)
+        );
     });
 }
