@@ -9,6 +9,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::fence::Fence;
 use crate::message::{parse_payload, MessageError, Reply};
 use crate::protocol::{Key, Status};
 
@@ -111,13 +112,18 @@ pub enum InternalRequest {
     Collections { online: Vec<String> },
     /// This node's notify registrations, as system.notifys documents.
     Notifys,
-    /// Apply a PUT/PATCH/DELETE to this node's replicas.
+    /// Apply a PUT/PATCH/DELETE to this node's replicas, if the lock it was
+    /// coordinated under is still held ([`Fence`]).
     Update {
         collection: String,
         query: Option<Value>,
         change: Change,
         online: Vec<String>,
+        fence: Fence,
     },
+    /// Delete this node's replica of a POST that was refused (it was never
+    /// acknowledged, so no lock orders it against other writes).
+    Withdraw { collection: String, id: String },
     /// Deliver notify paths to this node's matching connections.
     Publish { paths: Vec<String> },
     /// Keep a copy of repair records (for durability beyond the coordinator).
@@ -220,6 +226,11 @@ mod tests {
                 query: None,
                 change: Change::Merge(json!({"x": 1}).as_object().unwrap().clone()),
                 online: vec![],
+                fence: crate::fence::Fence {
+                    lock_id: "l".into(),
+                    coordinator: "a".into(),
+                    sequence: 7,
+                },
             },
             InternalRequest::Raft(json!({"anything": [1, 2]})),
         ];

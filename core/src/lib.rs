@@ -12,12 +12,14 @@
 //! * [`notify`] — notify paths, regex registrations and merging changed ids.
 //! * [`health`] — the majority rule.
 //! * [`internal`] — node-to-node messages.
+//! * [`fence`] — fencing tokens that keep a late node-to-node write out.
 //! * [`client`] — a sans-IO client state machine that every transport drives.
 //!
 //! Nothing in this crate touches sockets, files or clocks: time and randomness
 //! come in as arguments, which keeps it deterministic, testable and wasm-ready.
 
 pub mod client;
+pub mod fence;
 pub mod frame;
 pub mod health;
 pub mod internal;

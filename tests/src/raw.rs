@@ -83,6 +83,33 @@ impl RawConn {
         }
     }
 
+    /// Connects as a node would (with the node certificate under TLS) and
+    /// reads READY: for tests that speak node-to-node requests themselves.
+    pub async fn connect_as_node(addr: SocketAddr) -> RawConn {
+        let stream = TcpStream::connect(addr)
+            .await
+            .unwrap_or_else(|error| panic!("cannot connect to {addr}: {error}"));
+        stream.set_nodelay(true).ok();
+        let stream = crate::tls::wrap_as_node(stream)
+            .await
+            .unwrap_or_else(|error| panic!("{addr}: {error}"));
+        let mut conn = RawConn::over(stream);
+        conn.wait_ready().await;
+        conn
+    }
+
+    /// Sends a node-to-node request and returns the reply.
+    pub async fn internal(&mut self, request: &canhazdb_core::internal::InternalRequest) -> Reply {
+        let id = self.fresh_id();
+        let frame = Frame::new(
+            id,
+            canhazdb_core::internal::INTERNAL_COMMAND,
+            request.encode_payload().to_vec(),
+        );
+        self.send_frame(&frame).await;
+        self.reply_to(id).await
+    }
+
     /// Connects without reading anything; an error instead of a panic when
     /// the server does not accept (for polling a node that may be down).
     pub async fn try_connect_raw(addr: SocketAddr) -> Result<RawConn, String> {

@@ -116,6 +116,18 @@ pub async fn wrap(stream: TcpStream) -> Result<BoxStream, String> {
     }
 }
 
+/// [`wrap`], presenting the test CA's node certificate when TLS is on: a
+/// connection that may send node-to-node requests. (Without TLS every
+/// connection may: the cluster port trusts whoever connects.)
+pub async fn wrap_as_node(stream: TcpStream) -> Result<BoxStream, String> {
+    if enabled() {
+        static NODE: OnceLock<ClientTls> = OnceLock::new();
+        handshake(stream, NODE.get_or_init(|| client_tls(&material().node))).await
+    } else {
+        Ok(Box::new(stream))
+    }
+}
+
 /// Connects to `addr` as the switch wants it (TCP_NODELAY, then TLS when on).
 pub async fn connect(addr: std::net::SocketAddr) -> Result<BoxStream, String> {
     let stream = TcpStream::connect(addr)

@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use canhazdb_core::fence::Fence;
+use canhazdb_core::internal::{Change, InternalRequest};
 use canhazdb_tests::raw::lock_id_of;
 use canhazdb_tests::{cmd, status, RawConn, TestCluster};
 use serde_json::{json, Value};
@@ -237,4 +239,95 @@ async fn waits_for_a_lock_end_when_their_node_loses_its_majority() {
         "a LOCK after the heal: {}",
         reply.describe()
     );
+}
+
+/// This node's own replica of `collection`/`id`, asked for as a peer would.
+async fn replica_on(cluster: &TestCluster, index: usize, collection: &str, id: &str) -> Value {
+    let mut peer = RawConn::connect_as_node(cluster.addr(index)).await;
+    let fetch = InternalRequest::FetchDocument {
+        collection: collection.into(),
+        id: id.into(),
+    };
+    let reply = peer.internal(&fetch).await;
+    assert_eq!(reply.status, status::OK, "{}", reply.describe());
+    reply.data()["Document"]["document"].clone()
+}
+
+fn replace_counter(value: u64, fence: Fence) -> InternalRequest {
+    InternalRequest::Update {
+        collection: "counter".into(),
+        query: Some(json!({"id": "c"})),
+        change: Change::Replace(json!({"v": value}).as_object().cloned().unwrap_or_default()),
+        online: Vec::new(),
+        fence,
+    }
+}
+
+/// Found as lost counter updates (seed 189632842921349): a coordinator whose
+/// link flapped gave up on a replica and moved on, but its request was
+/// still in the closed socket's send buffer and reached the replica 6.5 s
+/// later, after newer writes, and replaced the counter with an old value.
+/// A peer's write now carries the lock it was coordinated under and its
+/// coordinator's sequence number; a replica refuses it once that lock is
+/// released or a later write under it came first, and changes nothing.
+#[tokio::test]
+async fn a_peers_write_arriving_after_newer_ones_changes_nothing() {
+    let cluster = TestCluster::start(3).await;
+    let mut client = cluster.conn(0).await;
+    client.post("counter", json!({"id": "c", "v": 1})).await;
+    let coordinator = cluster.name(0);
+    let fence = |lock_id: &Value, sequence: u64| Fence {
+        lock_id: lock_id.as_str().unwrap_or_default().to_owned(),
+        coordinator: coordinator.clone(),
+        sequence,
+    };
+    let mut peer = RawConn::connect_as_node(cluster.addr(1)).await;
+
+    // Under a lock that is held, a peer's write is applied (the control).
+    let held = lock(&mut client, "counter").await;
+    let reply = peer.internal(&replace_counter(2, fence(&held, 10))).await;
+    assert_eq!(reply.status, status::OK, "{}", reply.describe());
+    assert_eq!(replica_on(&cluster, 1, "counter", "c").await["v"], 2);
+    // A later write of the same coordinator under that lock came first: the
+    // earlier one, arriving now, is refused.
+    let reply = peer.internal(&replace_counter(3, fence(&held, 12))).await;
+    assert_eq!(reply.status, status::OK, "{}", reply.describe());
+    let late = peer.internal(&replace_counter(99, fence(&held, 11))).await;
+    assert_ne!(
+        late.status,
+        status::OK,
+        "a superseded write was applied: {}",
+        late.describe()
+    );
+    assert_eq!(replica_on(&cluster, 1, "counter", "c").await["v"], 3);
+    client.unlock(&held).await;
+
+    // A client's PUT moves the counter on; a write under the released lock
+    // arrives after it and is refused (after waiting briefly for a grant
+    // that never comes).
+    let put = json!({"10": "counter", "40": {"id": "c"}, "20": {"id": "c", "v": 4}});
+    client.call(cmd::PUT, put).await.expect(status::OK);
+    let late = peer.internal(&replace_counter(1, fence(&held, 13))).await;
+    assert_ne!(
+        late.status,
+        status::OK,
+        "a write under a released lock was applied: {}",
+        late.describe()
+    );
+    assert!(
+        late.describe().contains("not held"),
+        "the refusal says why: {}",
+        late.describe()
+    );
+    for index in 0..cluster.len() {
+        assert_eq!(
+            replica_on(&cluster, index, "counter", "c").await["v"],
+            4,
+            "n{}",
+            index + 1
+        );
+    }
+    // Nothing was reported or left behind: every node reads the PUT's value.
+    let read = client.get("counter", json!({})).await;
+    assert_eq!(read, vec![json!({"id": "c", "v": 4})]);
 }

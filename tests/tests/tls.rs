@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use canhazdb::tls::certs::{Authority, IssuedCert, LeafSpec};
 use canhazdb::tls::ClientTls;
+use canhazdb_core::fence::Fence;
 use canhazdb_core::internal::{Change, Hello, InternalRequest, Member, Repair, INTERNAL_COMMAND};
 use canhazdb_tests::tls::{self, harness_client, material};
 use canhazdb_tests::{cmd, status, RawConn, TestServer};
@@ -191,12 +192,26 @@ fn forged_internal_requests() -> Vec<InternalRequest> {
             query: None,
             change: Change::Merge(json!({"balance": 0}).as_object().cloned().unwrap_or_default()),
             online: Vec::new(),
+            fence: Fence {
+                lock_id: "forged".into(),
+                coordinator: "n0".into(),
+                sequence: u64::MAX,
+            },
         },
         InternalRequest::Update {
             collection: "accounts".into(),
             query: None,
             change: Change::Delete,
             online: Vec::new(),
+            fence: Fence {
+                lock_id: "forged".into(),
+                coordinator: "n0".into(),
+                sequence: u64::MAX,
+            },
+        },
+        InternalRequest::Withdraw {
+            collection: "accounts".into(),
+            id: "a1".into(),
         },
         InternalRequest::Publish {
             paths: vec!["DELETE:/accounts/a1".into()],

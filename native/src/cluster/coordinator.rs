@@ -473,12 +473,15 @@ pub async fn post(
 
 /// PUT, PATCH and DELETE: every reachable node changes its replicas; each
 /// changed document is reported once, by its primary replica. The caller
-/// holds the collection's lock.
+/// holds the collection's lock `lock_id`; a replica applies the change only
+/// while that lock is held there ([`super::fence`]), and one that refuses
+/// counts as having missed it.
 pub async fn update(
     cluster: &Arc<Cluster>,
     collection: &str,
     query: Option<Value>,
     change: Change,
+    lock_id: &str,
 ) -> Outcome<Vec<String>> {
     let online = cluster.view.online_view();
     if cluster.view.is_alone() {
@@ -497,6 +500,7 @@ pub async fn update(
         query: query.clone(),
         change: change.clone(),
         online: online.clone(),
+        fence: cluster.fences.stamp(lock_id),
     };
     let local_share = local::update(cluster, collection, query, change, &online);
     let deadline = Some(Deadline::after(REQUEST_BUDGET));
@@ -645,11 +649,9 @@ async fn withdraw_post(cluster: &Arc<Cluster>, collection: &str, id: &str, mut s
             tracing::error!(%error, collection, id, "could not withdraw a refused POST here");
         }
     }
-    let request = InternalRequest::Update {
+    let request = InternalRequest::Withdraw {
         collection: collection.to_owned(),
-        query: Some(query),
-        change: Change::Delete,
-        online: Vec::new(),
+        id: id.to_owned(),
     };
     let mut unreachable = Vec::new();
     for (name, reply) in call_all(peers_named(cluster, &remote), request, None).await {

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use canhazdb_core::internal::{InternalReply, InternalRequest};
+use canhazdb_core::internal::{Change, InternalReply, InternalRequest};
 use canhazdb_core::message::ReadOptions;
 use canhazdb_core::query::{parse_limit, Order};
 use serde_json::Value;
@@ -147,7 +147,23 @@ pub async fn handle(
             query,
             change,
             online,
-        } => InternalReply::Changed(local::update(cluster, &collection, query, change, &online).await?),
+            fence,
+        } => {
+            let _applying = cluster
+                .fences
+                .admit(&cluster.locks, &collection, &fence)
+                .await
+                .map_err(|refused| {
+                    tracing::warn!(%refused, collection, "refused a write from a peer");
+                    server_error(refused)
+                })?;
+            InternalReply::Changed(local::update(cluster, &collection, query, change, &online).await?)
+        }
+        InternalRequest::Withdraw { collection, id } => {
+            let query = Some(serde_json::json!({ "id": id }));
+            local::update(cluster, &collection, query, Change::Delete, &[]).await?;
+            InternalReply::Done
+        }
         InternalRequest::Publish { paths } => {
             for path in &paths {
                 cluster.subscribers.deliver(path);

@@ -13,6 +13,7 @@
 //! * [`coordinator`] — runs an external command across the cluster.
 //! * [`local`] — this node's share of a fanned-out operation.
 //! * [`internal`] — answers node-to-node requests.
+//! * [`fence`] — keeps a late node-to-node write from landing after newer ones.
 //! * [`repair`] and [`repair_log`] — recording missed writes and applying
 //!   them when a node returns.
 //! * [`consensus`] — carrying Raft messages, forming and joining the lock group.
@@ -21,6 +22,7 @@
 pub mod background;
 pub mod consensus;
 pub mod coordinator;
+pub mod fence;
 pub mod internal;
 pub mod local;
 pub mod membership;
@@ -38,6 +40,7 @@ use crate::locks::lease::WriteLeases;
 use crate::locks::LockManager;
 use crate::storage::Store;
 use consensus::Consensus;
+use fence::Fences;
 pub use view::{ClusterView, NodeView, RepairState};
 
 /// The node's own notify registrations, as the cluster reaches them: paths
@@ -60,6 +63,8 @@ pub struct Cluster {
     pub write_leases: Arc<WriteLeases>,
     pub consensus: Consensus,
     pub subscribers: Arc<dyn LocalSubscribers>,
+    /// Stamps the writes this node coordinates, checks those it receives.
+    pub fences: Fences,
 }
 
 impl Cluster {

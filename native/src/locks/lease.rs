@@ -288,6 +288,11 @@ impl WriteLeases {
 }
 
 impl WriteGuard {
+    /// The id of the lock this write holds (its fencing token).
+    pub fn lock_id(&self) -> &str {
+        &self.lock_id
+    }
+
     /// Leaves the lease now; if this was its last write, what is returned
     /// releases the lock. From the moment this returns, system.locks no
     /// longer shows the lock, and nobody is granted it before the release

@@ -124,6 +124,8 @@ impl State {
 pub struct LockManager {
     state: Mutex<State>,
     log: std::sync::OnceLock<Box<dyn LockLog>>,
+    /// Woken whenever the table changes ([`Self::wait_until_held`]).
+    changed: tokio::sync::Notify,
 }
 
 /// Why a lock operation failed.
@@ -147,6 +149,7 @@ impl LockManager {
                 grant_waiters: HashMap::new(),
             }),
             log: std::sync::OnceLock::new(),
+            changed: tokio::sync::Notify::new(),
         });
         let log = make_log(Arc::downgrade(&manager));
         let _ = manager.log.set(log);
@@ -211,6 +214,7 @@ impl LockManager {
             }
         }
         drop(state);
+        self.changed.notify_waiters();
         LockResponse::Done
     }
 
@@ -231,6 +235,8 @@ impl LockManager {
                 let _ = waiter.send(());
             }
         }
+        drop(state);
+        self.changed.notify_waiters();
     }
 
     /// A copy of the table (for Raft snapshots).
@@ -390,6 +396,24 @@ impl LockManager {
         let state = self.state();
         let holder = state.table.holder(key).map(|entry| entry.id.as_str());
         holder.is_some() && holder == lock_id
+    }
+
+    /// Waits until `lock_id` is the lock held on `key`, for at most
+    /// `within`; whether it is.
+    pub async fn wait_until_held(&self, key: &str, lock_id: &str, within: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            // Registered before the check, so no change slips in between.
+            changed.as_mut().enable();
+            if self.is_held_by(key, Some(lock_id)) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return false;
+            }
+        }
     }
 
     /// Whether the lock `lock_id` (held or queued) belongs to `owner`.

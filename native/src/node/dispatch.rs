@@ -307,7 +307,12 @@ async fn update(
         Change::Delete => Method::Delete,
     };
     tracing::debug!(key, "coordinating an update");
-    let ids = coordinator::update(&node.cluster, key, query, change).await?;
+    // The lock the write runs under fences it on every replica.
+    let lock_id = match lease {
+        Some(lease) => lease.lock_id().to_owned(),
+        None => lock.lock_id.clone().unwrap_or_default(),
+    };
+    let ids = coordinator::update(&node.cluster, key, query, change, &lock_id).await?;
     coordinator::publish(
         &node.cluster,
         ids.iter().map(|id| notify_path(method, key, id)).collect(),

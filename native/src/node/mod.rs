@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::cluster::consensus::{Consensus, PeerTransport};
+use crate::cluster::fence::Fences;
 use crate::cluster::peer::Dialer;
 use crate::cluster::{background, Cluster, ClusterView};
 use crate::locks::lease::WriteLeases;
@@ -123,6 +124,7 @@ impl Node {
             write_leases: write_leases.clone(),
             consensus: Consensus::new(raft),
             subscribers: notify.clone(),
+            fences: Fences::new(&me_name, first_write_sequence()),
         });
         transport.attach(&cluster);
         if cluster.view.is_alone() {
@@ -270,4 +272,13 @@ pub fn member(name: &str, host: &str, port: u16) -> Member {
         name: name.to_owned(),
         address: format!("{host}:{port}"),
     }
+}
+
+/// Where this run's write sequence starts ([`Fences::new`]): the wall clock
+/// in microseconds, so a restarted node's writes follow its earlier ones.
+fn first_write_sequence() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|since| since.as_micros() as u64)
+        .unwrap_or(1)
 }
