@@ -86,14 +86,8 @@ impl RawConn {
     /// Connects as a node would (with the node certificate under TLS) and
     /// reads READY: for tests that speak node-to-node requests themselves.
     pub async fn connect_as_node(addr: SocketAddr) -> RawConn {
-        let stream = TcpStream::connect(addr)
-            .await
-            .unwrap_or_else(|error| panic!("cannot connect to {addr}: {error}"));
-        stream.set_nodelay(true).ok();
-        let stream = crate::tls::wrap_as_node(stream)
-            .await
-            .unwrap_or_else(|error| panic!("{addr}: {error}"));
-        let mut conn = RawConn::over(stream);
+        let connected = RawConn::try_connect_presenting(addr, crate::tls::node_client).await;
+        let mut conn = connected.unwrap_or_else(|error| panic!("{error}"));
         conn.wait_ready().await;
         conn
     }
@@ -113,13 +107,21 @@ impl RawConn {
     /// Connects without reading anything; an error instead of a panic when
     /// the server does not accept (for polling a node that may be down).
     pub async fn try_connect_raw(addr: SocketAddr) -> Result<RawConn, String> {
+        RawConn::try_connect_presenting(addr, crate::tls::harness_client).await
+    }
+
+    /// [`Self::try_connect_raw`], presenting `client()` under TLS.
+    async fn try_connect_presenting(
+        addr: SocketAddr,
+        client: fn() -> &'static canhazdb::tls::ClientTls,
+    ) -> Result<RawConn, String> {
         let stream = match timeout(READ_TIMEOUT, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(error)) => return Err(format!("cannot connect to {addr}: {error}")),
             Err(_) => return Err(format!("connecting to {addr} timed out")),
         };
         stream.set_nodelay(true).ok();
-        let stream = timeout(READ_TIMEOUT, crate::tls::wrap(stream))
+        let stream = timeout(READ_TIMEOUT, crate::tls::wrap_presenting(stream, client))
             .await
             .map_err(|_| format!("the TLS handshake with {addr} timed out"))?
             .map_err(|error| format!("{addr}: {error}"))?;

@@ -107,22 +107,27 @@ pub async fn handshake(stream: TcpStream, tls: &ClientTls) -> Result<BoxStream, 
     Ok(Box::new(stream))
 }
 
-/// `stream` as the switch wants it: as it is, or inside TLS.
-pub async fn wrap(stream: TcpStream) -> Result<BoxStream, String> {
-    if enabled() {
-        handshake(stream, harness_client()).await
-    } else {
-        Ok(Box::new(stream))
-    }
+/// A client configuration presenting the test CA's node certificate: its
+/// connections may send node-to-node requests.
+pub fn node_client() -> &'static ClientTls {
+    static NODE: OnceLock<ClientTls> = OnceLock::new();
+    NODE.get_or_init(|| client_tls(&material().node))
 }
 
-/// [`wrap`], presenting the test CA's node certificate when TLS is on: a
-/// connection that may send node-to-node requests. (Without TLS every
-/// connection may: the cluster port trusts whoever connects.)
-pub async fn wrap_as_node(stream: TcpStream) -> Result<BoxStream, String> {
+/// `stream` as the switch wants it: as it is, or inside TLS presenting the
+/// harness's client certificate.
+pub async fn wrap(stream: TcpStream) -> Result<BoxStream, String> {
+    wrap_presenting(stream, harness_client).await
+}
+
+/// [`wrap`], presenting `client()` when TLS is on. (Without TLS every
+/// connection may act as a node: the cluster port trusts whoever connects.)
+pub async fn wrap_presenting(
+    stream: TcpStream,
+    client: fn() -> &'static ClientTls,
+) -> Result<BoxStream, String> {
     if enabled() {
-        static NODE: OnceLock<ClientTls> = OnceLock::new();
-        handshake(stream, NODE.get_or_init(|| client_tls(&material().node))).await
+        handshake(stream, client()).await
     } else {
         Ok(Box::new(stream))
     }

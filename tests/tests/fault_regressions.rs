@@ -331,3 +331,31 @@ async fn a_peers_write_arriving_after_newer_ones_changes_nothing() {
     let read = client.get("counter", json!({})).await;
     assert_eq!(read, vec![json!({"id": "c", "v": 4})]);
 }
+
+/// A refused POST's stored copies are taken back with a Withdraw of their
+/// own (no longer an unfenced Update): it deletes that one document on the
+/// node it is sent to, and nothing anywhere else.
+#[tokio::test]
+async fn a_withdraw_deletes_only_that_nodes_copy_of_one_document() {
+    let cluster = TestCluster::start(3).await;
+    let mut client = cluster.conn(0).await;
+    client.post("withdrawn", json!({"id": "w", "v": 1})).await;
+    client.post("withdrawn", json!({"id": "kept", "v": 1})).await;
+    let mut peer = RawConn::connect_as_node(cluster.addr(1)).await;
+    let withdraw = InternalRequest::Withdraw {
+        collection: "withdrawn".into(),
+        id: "w".into(),
+    };
+    let reply = peer.internal(&withdraw).await;
+    assert_eq!(reply.status, status::OK, "{}", reply.describe());
+    assert_eq!(replica_on(&cluster, 1, "withdrawn", "w").await, Value::Null);
+    assert_eq!(replica_on(&cluster, 1, "withdrawn", "kept").await["v"], 1);
+    for index in [0, 2] {
+        assert_eq!(
+            replica_on(&cluster, index, "withdrawn", "w").await["v"],
+            1,
+            "n{}",
+            index + 1
+        );
+    }
+}

@@ -379,6 +379,42 @@ fn logged_since(path: &std::path::Path, offset: usize, text: &str) -> bool {
     log.get(offset..).is_some_and(|new| new.contains(text))
 }
 
+/// Node 2 repairing after a heal while b-mid's lock is held, watched
+/// through reads and its log.
+struct RepairWatch<'a> {
+    cluster: &'a NetCluster,
+    conns: &'a mut [RawConn],
+    expected: &'a [(&'a str, &'a BTreeSet<String>)],
+    /// Where node 2's log stood at the heal.
+    log_offset: usize,
+    healed: Instant,
+}
+
+impl RepairWatch<'_> {
+    /// Reads through every node ([`check_reads_once`]) until node 2 logs
+    /// `text`, asserting that node 2 never serves meanwhile (its repair of
+    /// b-mid cannot be done) and that the line comes within `within` of
+    /// the heal.
+    async fn read_until_logged(&mut self, text: &str, within: Duration) {
+        let log_path = self.cluster.log_path(2);
+        loop {
+            let served = check_reads_once(self.conns, self.expected, self.healed).await;
+            assert!(
+                !served[2],
+                "node 2 served before {text:?}, while b-mid's lock was held by a client"
+            );
+            if logged_since(&log_path, self.log_offset, text) {
+                return;
+            }
+            assert!(
+                self.healed.elapsed() < within,
+                "node 2 did not log {text:?} within {within:?} of the heal; log:\n{}",
+                self.cluster.log_tail(2, 4000)
+            );
+        }
+    }
+}
+
 /// A heal in the middle of a repair: node 2 comes back, starts applying
 /// what it missed, and is cut off again before it is done; then it heals
 /// for good. Reads through every node never miss a document, neither while
@@ -420,21 +456,16 @@ fn reads_after_a_heal_in_the_middle_of_a_repair_hold_every_acknowledged_write() 
         faults.heal(2).expect("heal");
         let healed = Instant::now();
         let expected = [("a-mid", &a_ids), ("b-mid", &b_ids)];
-        loop {
-            let served = check_reads_once(&mut conns, &expected, healed).await;
-            assert!(
-                !served[2],
-                "node 2 served b-mid while its lock was held by a client"
-            );
-            if logged_since(&log_path, log_before_heal, "applying repairs") {
-                break;
-            }
-            assert!(
-                healed.elapsed() < Duration::from_secs(15),
-                "node 2 did not start its repair within 15 s of the heal; log:\n{}",
-                faults.log_tail(2, 4000)
-            );
-        }
+        let mut repairing = RepairWatch {
+            cluster: &faults,
+            conns: &mut conns,
+            expected: &expected,
+            log_offset: log_before_heal,
+            healed,
+        };
+        repairing
+            .read_until_logged("applying repairs", Duration::from_secs(15))
+            .await;
         eprintln!(
             "node 2 started applying repairs {:?} after the heal",
             healed.elapsed()
@@ -442,21 +473,9 @@ fn reads_after_a_heal_in_the_middle_of_a_repair_hold_every_acknowledged_write() 
         // It repairs a-mid, and waits for b-mid's lock longer than a round
         // may: a round that gives up on a collection has not repaired it
         // (node 2 still does not serve), and the next round waits again.
-        loop {
-            let served = check_reads_once(&mut conns, &expected, healed).await;
-            assert!(
-                !served[2],
-                "node 2 served while b-mid's repair waited for its lock"
-            );
-            if logged_since(&log_path, log_before_heal, "not granted in time") {
-                break;
-            }
-            assert!(
-                healed.elapsed() < Duration::from_secs(20),
-                "node 2's repair round did not give up on b-mid's lock; log:\n{}",
-                faults.log_tail(2, 4000)
-            );
-        }
+        repairing
+            .read_until_logged("not granted in time", Duration::from_secs(20))
+            .await;
         eprintln!(
             "node 2's first round gave up on b-mid {:?} after the heal",
             healed.elapsed()

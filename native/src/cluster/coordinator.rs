@@ -636,16 +636,11 @@ async fn store_replica(
 /// Deletes the copies of a refused POST from the replicas that stored them;
 /// a replica that cannot be reached gets a repair record that deletes it.
 async fn withdraw_post(cluster: &Arc<Cluster>, collection: &str, id: &str, mut stored: Vec<String>) {
-    let query = json!({ "id": id });
     let local = stored.iter().any(|replica| replica == cluster.view.name());
     stored.retain(|replica| replica != cluster.view.name());
     let remote = stored;
     if local {
-        let deleted = match ReadOptions::with_query(Some(query.clone())).parse_query() {
-            Ok(query) => cluster.store.delete(collection, query).await.map(drop),
-            Err(error) => Err(StorageError::InvalidDocument(error.to_string())),
-        };
-        if let Err(error) = deleted {
+        if let Err(error) = local::overwrite(cluster, collection, id, None).await {
             tracing::error!(%error, collection, id, "could not withdraw a refused POST here");
         }
     }

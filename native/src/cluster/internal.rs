@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use canhazdb_core::internal::{Change, InternalReply, InternalRequest};
+use canhazdb_core::internal::{InternalReply, InternalRequest};
 use canhazdb_core::message::ReadOptions;
 use canhazdb_core::query::{parse_limit, Order};
 use serde_json::Value;
@@ -160,8 +160,7 @@ pub async fn handle(
             InternalReply::Changed(local::update(cluster, &collection, query, change, &online).await?)
         }
         InternalRequest::Withdraw { collection, id } => {
-            let query = Some(serde_json::json!({ "id": id }));
-            local::update(cluster, &collection, query, Change::Delete, &[]).await?;
+            local::overwrite(cluster, &collection, &id, None).await?;
             InternalReply::Done
         }
         InternalRequest::Publish { paths } => {

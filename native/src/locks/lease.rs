@@ -298,6 +298,11 @@ impl WriteGuard {
     /// longer shows the lock, and nobody is granted it before the release
     /// runs, so a caller can answer its client in between.
     pub fn finish(mut self) -> Release {
+        self.release()
+    }
+
+    /// Leaves the lease (once); what releases it if this was its last write.
+    fn release(&mut self) -> Release {
         Release {
             lock_id: self.leave(),
             leases: self.leases.clone(),
@@ -335,10 +340,9 @@ impl WriteGuard {
 }
 
 impl Drop for WriteGuard {
+    /// Leaves the lease; the release, if due, runs in the background.
     fn drop(&mut self) {
-        if let Some(lock_id) = self.leave() {
-            self.leases.spawn_release(lock_id);
-        }
+        drop(self.release());
     }
 }
 
