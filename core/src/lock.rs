@@ -47,6 +47,10 @@ pub enum LockError {
     /// No such lock (or, for an unlock, not one owned by that connection).
     #[error("no lock with id {0:?}")]
     NotFound(String),
+    /// `acquire` from an earlier run of its node, which has restarted since
+    /// (see [`LockTable::release_origin_before`]).
+    #[error("lock {0:?} was asked for by an earlier run of its node")]
+    StaleOwner(String),
 }
 
 /// The client connection a lock belongs to; ordered by origin first so all
@@ -80,15 +84,24 @@ pub struct LockTable {
     /// same as a set.
     released: VecDeque<String>,
     released_set: BTreeSet<String>,
+    /// Per origin, the lowest connection id whose locks are accepted. A node
+    /// numbers each run's connections above all of its earlier runs' and,
+    /// when it starts, voids those runs' locks; an acquire of an earlier run
+    /// that commits only afterwards (it sat in a partitioned leader's log)
+    /// must not take a lock that nobody alive holds.
+    floors: BTreeMap<String, u64>,
 }
 
-/// A table as snapshots store it. Older snapshots hold only the entries.
+/// A table as snapshots store it. Older snapshots hold only the entries
+/// (and before that, no floors).
 #[derive(Serialize, Deserialize)]
 #[serde(untagged)]
 enum Snapshot {
     Current {
         entries: Vec<LockEntry>,
         released: Vec<String>,
+        #[serde(default)]
+        floors: BTreeMap<String, u64>,
     },
     EntriesOnly(Vec<LockEntry>),
 }
@@ -109,9 +122,19 @@ impl LockTable {
     /// applied (a submission retried after its first attempt timed out but
     /// committed). Granting it again would leave a lock that nobody holds
     /// and nobody will release.
+    ///
+    /// An entry below its origin's floor ([`Self::release_origin_before`])
+    /// is refused too.
     pub fn acquire(&mut self, entry: LockEntry) -> Result<Vec<LockEntry>, LockError> {
         if self.key_by_id.contains_key(&entry.id) || self.released_set.contains(&entry.id) {
             return Err(LockError::DuplicateId(entry.id));
+        }
+        if self
+            .floors
+            .get(&entry.origin)
+            .is_some_and(|floor| entry.connection < *floor)
+        {
+            return Err(LockError::StaleOwner(entry.id));
         }
         self.key_by_id.insert(entry.id.clone(), entry.key.clone());
         self.ids_by_owner
@@ -161,17 +184,35 @@ impl LockTable {
     /// Removes every lock requested through node `origin` (it left the
     /// cluster). Returns the newly granted entries, in key order.
     pub fn release_origin(&mut self, origin: &str) -> Vec<LockEntry> {
-        let first = Owner {
+        self.release_connections(origin, u64::MIN..=u64::MAX)
+    }
+
+    /// Removes every lock of node `origin`'s connections numbered below
+    /// `floor`, and from now on refuses to queue any: the node restarted
+    /// and numbers this run's connections from `floor` up. Returns the
+    /// newly granted entries, in key order.
+    pub fn release_origin_before(&mut self, origin: &str, floor: u64) -> Vec<LockEntry> {
+        let current = self.floors.entry(origin.to_owned()).or_default();
+        *current = (*current).max(floor);
+        match floor.checked_sub(1) {
+            Some(below) => self.release_connections(origin, u64::MIN..=below),
+            None => Vec::new(),
+        }
+    }
+
+    /// Removes the locks of `origin`'s connections in `connections`.
+    fn release_connections(
+        &mut self,
+        origin: &str,
+        connections: std::ops::RangeInclusive<u64>,
+    ) -> Vec<LockEntry> {
+        let owner = |connection| Owner {
             origin: origin.to_owned(),
-            connection: u64::MIN,
-        };
-        let last = Owner {
-            origin: origin.to_owned(),
-            connection: u64::MAX,
+            connection,
         };
         let ids: Vec<String> = self
             .ids_by_owner
-            .range(first..=last)
+            .range(owner(*connections.start())..=owner(*connections.end()))
             .flat_map(|(_, ids)| ids.iter().cloned())
             .collect();
         self.remove_ids(ids)
@@ -317,9 +358,13 @@ impl TryFrom<Snapshot> for LockTable {
     type Error = LockError;
 
     fn try_from(snapshot: Snapshot) -> Result<Self, LockError> {
-        let (entries, released) = match snapshot {
-            Snapshot::Current { entries, released } => (entries, released),
-            Snapshot::EntriesOnly(entries) => (entries, Vec::new()),
+        let (entries, released, floors) = match snapshot {
+            Snapshot::Current {
+                entries,
+                released,
+                floors,
+            } => (entries, released, floors),
+            Snapshot::EntriesOnly(entries) => (entries, Vec::new(), BTreeMap::new()),
         };
         let mut table = LockTable::new();
         for entry in entries {
@@ -328,6 +373,7 @@ impl TryFrom<Snapshot> for LockTable {
         for id in released {
             table.remember_release(&id);
         }
+        table.floors = floors;
         Ok(table)
     }
 }
@@ -338,6 +384,7 @@ impl From<LockTable> for Snapshot {
         Snapshot::Current {
             released: table.released.into_iter().collect(),
             entries: table.queues.into_values().flatten().collect(),
+            floors: table.floors,
         }
     }
 }
@@ -629,6 +676,42 @@ mod tests {
     }
 
     #[test]
+    fn a_restarted_node_voids_its_earlier_runs_locks_and_refuses_their_late_acquires() {
+        let mut table = LockTable::new();
+        // Run 1 of n1 numbered its connections from 100, run 2 from 200.
+        table.acquire(entry("old", "a", "n1", 100)).unwrap();
+        table.acquire(entry("other", "a", "n2", 7)).unwrap();
+        table.acquire(entry("mine", "b", "n1", 200)).unwrap();
+        let granted = table.release_origin_before("n1", 200);
+        assert_eq!(ids(&granted), vec!["other"]);
+        assert_eq!(all_ids(&table), vec!["other", "mine"]);
+        // Run 1's acquire that was still in a partitioned leader's log.
+        assert_eq!(
+            table.acquire(entry("late", "c", "n1", 150)),
+            Err(LockError::StaleOwner("late".to_owned()))
+        );
+        // Run 2, and other nodes' low numbers, are unaffected.
+        assert_eq!(
+            ids(&table.acquire(entry("run2", "c", "n1", 201)).unwrap()),
+            vec!["run2"]
+        );
+        assert_eq!(
+            ids(&table.acquire(entry("n2", "d", "n2", 1)).unwrap()),
+            vec!["n2"]
+        );
+        // A floor never goes down (a delayed copy of an older start).
+        assert!(table.release_origin_before("n1", 100).is_empty());
+        assert!(table.acquire(entry("late2", "e", "n1", 150)).is_err());
+        // It survives a snapshot.
+        let restored: LockTable = serde_json::from_str(&serde_json::to_string(&table).unwrap()).unwrap();
+        assert_eq!(restored, table);
+        let mut restored = restored;
+        assert!(restored.acquire(entry("late3", "e", "n1", 199)).is_err());
+        assert!(table.release_origin_before("n3", 0).is_empty());
+        assert_consistent(&table);
+    }
+
+    #[test]
     fn get_and_is_granted_on_unknown_ids() {
         let table = LockTable::new();
         assert_eq!(table.get("x"), None);
@@ -705,7 +788,8 @@ mod tests {
             json,
             serde_json::json!({
                 "entries": [{"id": "l1", "key": "k", "origin": "n1", "connection": 1}],
-                "released": ["l0"]
+                "released": ["l0"],
+                "floors": {}
             })
         );
         let empty: LockTable = serde_json::from_str("[]").unwrap();
@@ -741,6 +825,7 @@ mod tests {
         entries: Vec<LockEntry>,
         /// Every id ever released (the tests stay far below the table's bound).
         released: BTreeSet<String>,
+        floors: BTreeMap<String, u64>,
     }
 
     impl Model {
@@ -761,6 +846,9 @@ mod tests {
         fn acquire(&mut self, new: LockEntry) -> Result<Vec<LockEntry>, LockError> {
             if self.entries.iter().any(|entry| entry.id == new.id) || self.released.contains(&new.id) {
                 return Err(LockError::DuplicateId(new.id));
+            }
+            if new.connection < self.floors.get(&new.origin).copied().unwrap_or(0) {
+                return Err(LockError::StaleOwner(new.id));
             }
             let free = self.holder(&new.key).is_none();
             self.entries.push(new.clone());
@@ -831,6 +919,10 @@ mod tests {
         ReleaseOrigin {
             origin: u8,
         },
+        ReleaseOriginBefore {
+            origin: u8,
+            floor: u64,
+        },
     }
 
     fn op_strategy() -> impl Strategy<Value = Op> {
@@ -846,6 +938,7 @@ mod tests {
                 Op::ReleaseConnection { origin, connection }
             }),
             1 => (0u8..3).prop_map(|origin| Op::ReleaseOrigin { origin }),
+            1 => (0u8..3, 0u64..4).prop_map(|(origin, floor)| Op::ReleaseOriginBefore { origin, floor }),
         ]
     }
 
@@ -894,6 +987,15 @@ mod tests {
                         (
                             Ok(table.release_origin(origin)),
                             Ok(model.remove(|e| e.origin == origin)),
+                        )
+                    }
+                    Op::ReleaseOriginBefore { origin, floor } => {
+                        let origin = ORIGINS[usize::from(origin)];
+                        let current = model.floors.entry(origin.to_owned()).or_default();
+                        *current = (*current).max(floor);
+                        (
+                            Ok(table.release_origin_before(origin, floor)),
+                            Ok(model.remove(|e| e.origin == origin && e.connection < floor)),
                         )
                     }
                 };

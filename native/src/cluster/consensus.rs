@@ -24,7 +24,7 @@ use serde_json::Value;
 
 use super::peer::Peer;
 use super::Cluster;
-use crate::locks::{BoxFuture, LockManager};
+use crate::locks::{BoxFuture, LockManager, LockOwner};
 use crate::raft::{FormOutcome, RaftMember, RaftNode, RaftReply, RaftRequest, RaftTransport};
 
 /// Carries Raft messages over the node-to-node links of the cluster.
@@ -107,14 +107,15 @@ impl Consensus {
 
     /// Releases the locks this node held before it (re)started; its
     /// connections from then are gone. Done once, before it serves.
-    pub async fn release_stale_locks(&self, node_name: &str, locks: &LockManager) -> bool {
+    /// `first_connection` is this run's first (see [`LockManager::release_earlier_runs`]).
+    pub async fn release_stale_locks(&self, first_connection: &LockOwner, locks: &LockManager) -> bool {
         if self.is_ready() {
             return true;
         }
         if !self.raft.is_initialized() || self.raft.leader().is_none() {
             return false;
         }
-        match locks.release_origin(node_name).await {
+        match locks.release_earlier_runs(first_connection).await {
             Ok(()) => {
                 self.stale_locks_released.store(true, Ordering::Release);
                 true
@@ -163,7 +164,9 @@ impl Cluster {
             self.form_or_join_group();
             return;
         }
-        consensus.release_stale_locks(self.name(), &self.locks).await;
+        consensus
+            .release_stale_locks(self.write_leases.owner(), &self.locks)
+            .await;
         let leader = raft.leader().map(|leader| leader.name);
         consensus.note_leader(leader.as_deref());
         let am_leader = leader.as_deref() == Some(self.name());

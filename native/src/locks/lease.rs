@@ -105,17 +105,19 @@ pub struct WriteGuard {
 }
 
 impl WriteLeases {
-    pub fn new(locks: Arc<LockManager>, node_name: &str) -> Arc<Self> {
+    /// Leases owned by `owner`, a connection number no client gets.
+    pub fn new(locks: Arc<LockManager>, owner: LockOwner) -> Arc<Self> {
         Arc::new(WriteLeases {
             locks,
-            // Connection 0 is never a client's: the lease belongs to the writes.
-            owner: LockOwner {
-                origin: node_name.to_owned(),
-                connection: 0,
-            },
+            owner,
             slots: Mutex::new(HashMap::new()),
             releasing: Mutex::new(HashSet::new()),
         })
+    }
+
+    /// Who owns this node's leases: the first connection of its run.
+    pub fn owner(&self) -> &LockOwner {
+        &self.owner
     }
 
     /// Whether `lock_id` is a lease of this node whose writes are all done

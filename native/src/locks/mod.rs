@@ -45,6 +45,12 @@ pub enum LockCommand {
     ReleaseOrigin {
         origin: String,
     },
+    /// A node restarted: void the locks of its earlier runs' connections
+    /// (numbered below `first_connection`) and refuse any still to come.
+    ReleaseOriginBefore {
+        origin: String,
+        first_connection: u64,
+    },
 }
 
 /// What applying a command answered; the same on every node.
@@ -200,6 +206,10 @@ impl LockManager {
                 Ok(state.table.release_connection(&origin, connection))
             }
             LockCommand::ReleaseOrigin { origin } => Ok(state.table.release_origin(&origin)),
+            LockCommand::ReleaseOriginBefore {
+                origin,
+                first_connection,
+            } => Ok(state.table.release_origin_before(&origin, first_connection)),
         };
         tracing::debug!(?result, "applied a lock command");
         let granted = match result {
@@ -371,6 +381,17 @@ impl LockManager {
     pub async fn release_origin(&self, origin: &str) -> Result<(), LockFailure> {
         let command = LockCommand::ReleaseOrigin {
             origin: origin.to_owned(),
+        };
+        expect_done(self.submit(command).await?)
+    }
+
+    /// Releases the locks of `owner`'s node from before it (re)started and
+    /// refuses those still on their way: `owner` is this run's first
+    /// connection, numbered above every earlier run's.
+    pub async fn release_earlier_runs(&self, owner: &LockOwner) -> Result<(), LockFailure> {
+        let command = LockCommand::ReleaseOriginBefore {
+            origin: owner.origin.clone(),
+            first_connection: owner.connection,
         };
         expect_done(self.submit(command).await?)
     }

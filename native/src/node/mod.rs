@@ -115,7 +115,19 @@ impl Node {
                 .map_err(|error| NodeError::Raft(error.to_string()))?;
         }
         let (host, port) = split_address(&me_address);
-        let write_leases = WriteLeases::new(locks.clone(), &me_name);
+        let started = run_started_micros();
+        // This run numbers its connections from above every earlier run's
+        // (1,024 a microsecond of the time between two starts to spare), so
+        // the lock table can tell an earlier run's locks from this one's.
+        // The first number owns the write leases; clients get the rest.
+        let first_connection = started.saturating_mul(1024);
+        let write_leases = WriteLeases::new(
+            locks.clone(),
+            LockOwner {
+                origin: me_name.clone(),
+                connection: first_connection,
+            },
+        );
         let notify = Arc::new(NotifyHub::default());
         let cluster = Arc::new(Cluster {
             view,
@@ -124,13 +136,16 @@ impl Node {
             write_leases: write_leases.clone(),
             consensus: Consensus::new(raft),
             subscribers: notify.clone(),
-            fences: Fences::new(&me_name, first_write_sequence()),
+            fences: Fences::new(&me_name, started),
         });
         transport.attach(&cluster);
         if cluster.view.is_alone() {
             // A group of one elects itself within moments; serve once it has.
             let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-            while !cluster.consensus.release_stale_locks(&me_name, &locks).await
+            while !cluster
+                .consensus
+                .release_stale_locks(write_leases.owner(), &locks)
+                .await
                 && tokio::time::Instant::now() < deadline
             {
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -148,7 +163,7 @@ impl Node {
             max_in_flight: MAX_IN_FLIGHT,
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
-            next_connection: AtomicU64::new(1),
+            next_connection: AtomicU64::new(first_connection + 1),
             stopping: AtomicBool::new(false),
         });
         node.tasks
@@ -274,9 +289,10 @@ pub fn member(name: &str, host: &str, port: u16) -> Member {
     }
 }
 
-/// Where this run's write sequence starts ([`Fences::new`]): the wall clock
-/// in microseconds, so a restarted node's writes follow its earlier ones.
-fn first_write_sequence() -> u64 {
+/// When this run of the node started, in microseconds of the wall clock: a
+/// restarted node's write sequence ([`Fences::new`]) and connection numbers
+/// follow its earlier runs'.
+fn run_started_micros() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|since| since.as_micros() as u64)
