@@ -462,3 +462,44 @@ async fn system_locks_lists_held_and_queued_locks() {
     queued.unlock(&granted).await;
     assert_eq!(observer.get("system.locks", json!({})).await, Vec::<Value>::new());
 }
+
+#[tokio::test]
+async fn a_stop_does_not_wait_for_locks_that_will_never_be_granted() {
+    let mut server = TestServer::start().await;
+    let mut holder = RawConn::connect(server.addr()).await;
+    holder.lock("stopping").await;
+    // A LOCK and a PATCH queued behind the held lock.
+    let mut waiter = RawConn::connect(server.addr()).await;
+    let lock = waiter.fresh_id();
+    waiter
+        .send(lock, cmd::LOCK, Some(&json!({"66": "stopping"})))
+        .await;
+    let patch = waiter.fresh_id();
+    waiter
+        .send(
+            patch,
+            cmd::PATCH,
+            Some(&json!({"10": "stopping", "20": {"a": 1}})),
+        )
+        .await;
+    settle().await;
+
+    let pid = server.pid().expect("the server runs");
+    // SAFETY: kill(2) with a pid this test started.
+    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) }, 0);
+    // The node waits up to 30 s for requests in flight; these two must not
+    // be what it waits for.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while server.is_running() && Instant::now() < deadline {
+        sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        !server.is_running(),
+        "the node was still stopping 15 s after SIGTERM; log:\n{}",
+        server.log_tail(4000)
+    );
+    // Both waits ended with the server: STATUS_SERVER_CLOSED or the close.
+    for frame in waiter.frames_until_closed(Duration::from_secs(5)).await {
+        assert_eq!(frame.command, status::SERVER_CLOSED, "{frame:?}");
+    }
+}

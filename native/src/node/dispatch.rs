@@ -330,19 +330,24 @@ async fn lock(node: &Node, connection: &Connection, key: &str) -> Outcome {
     let entry = crate::locks::new_entry(key, &connection.owner);
     let lock_id = entry.id.clone();
     tracing::debug!(id = entry.id, key, connection = connection.id, "LOCK requested");
-    let entry = match node.locks.acquire_unless(entry, lost_majority(node)).await {
+    let mut gave_up = None;
+    let give_up = async {
+        gave_up = Some(must_give_up(node).await);
+    };
+    let entry = match node.locks.acquire_unless(entry, give_up).await {
         Ok(Wait::Granted(entry)) => {
             tracing::debug!(id = entry.id, "LOCK granted");
             entry
         }
         Ok(Wait::GaveUp(entry)) => {
-            tracing::debug!(id = entry.id, "LOCK given up: no majority");
+            tracing::debug!(id = entry.id, "LOCK given up: no majority, or stopping");
             // In a minority nothing is granted, and the majority drops this
             // node's locks once it has been silent a while: fail fast
             // instead of leaving the client waiting for the heal. The
-            // entry goes as soon as a majority is back.
+            // entry goes as soon as a majority is back (or, when the node
+            // stops, when it starts again).
             node.locks.withdraw(entry.id);
-            return Err(Failure(Status::ServerUnhealthy, None));
+            return Err(gave_up.unwrap_or(Failure(Status::ServerUnhealthy, None)));
         }
         Err(error) => {
             tracing::debug!(%error, id = lock_id, "LOCK failed");
@@ -364,16 +369,28 @@ async fn lock(node: &Node, connection: &Connection, key: &str) -> Outcome {
 }
 
 /// Waits for `wait` (a write waiting its turn for a collection's lock), but
-/// answers STATUS_SERVER_UNHEALTHY as soon as this node is in a minority:
-/// nothing is granted there until the partition heals. Dropping the wait
-/// leaves its place in the queue, so the refused write changed nothing.
+/// answers STATUS_SERVER_UNHEALTHY as soon as this node is in a minority
+/// (nothing is granted there until the partition heals), and
+/// STATUS_SERVER_CLOSED once it stops (a stop must not wait for grants).
+/// Dropping the wait leaves its place in the queue, so the refused write
+/// changed nothing.
 async fn unless_in_minority<T>(
     node: &Node,
     wait: impl std::future::Future<Output = T>,
 ) -> Result<T, Failure> {
     tokio::select! {
         done = wait => Ok(done),
-        () = lost_majority(node) => Err(Failure(Status::ServerUnhealthy, None)),
+        failure = must_give_up(node) => Err(failure),
+    }
+}
+
+/// Resolves, with the answer to give, once a wait for a lock must end
+/// without it: the node lost its majority, or it is stopping.
+async fn must_give_up(node: &Node) -> Failure {
+    tokio::select! {
+        biased;
+        () = node.shutdown.cancelled() => Failure(Status::ServerClosed, None),
+        () = lost_majority(node) => Failure(Status::ServerUnhealthy, None),
     }
 }
 
