@@ -481,12 +481,16 @@ fn locks(history: &History, log: &Log, finals: &[NodeFinal], anomalies: &mut Vec
     }
 }
 
-/// Whether `fault` cut `node` off from a majority over all of `from..to`.
+/// Whether `fault` certainly cut `node` off from a majority over all of
+/// `from..to` (its narrow window: a grant that the recorded start preceded
+/// by a few milliseconds may have been committed before the cut was in
+/// place).
 fn isolates(fault: &FaultRecord, node: usize, from: Instant, to: Instant) -> bool {
     matches!(fault.kind, "partition-one" | "partition-minority")
         && fault.nodes.contains(&node)
-        && fault.start <= from
-        && fault.end.is_none_or(|end| end >= to)
+        && fault
+            .in_effect
+            .is_some_and(|(cut, healing)| cut <= from && healing >= to)
 }
 
 /// Whether `node` was untouched by every fault over `from..to` (widened).

@@ -132,8 +132,15 @@ pub struct FaultRecord {
     pub kind: &'static str,
     /// The nodes it disturbed (all of them for a fault on every link).
     pub nodes: Vec<usize>,
+    /// From just before the fault was injected to just after it healed:
+    /// the widest window it may have acted in.
     pub start: Instant,
     pub end: Option<Instant>,
+    /// For a partition, the narrowest window it certainly acted in: from
+    /// the moment the cut was in place to the moment the heal began (the
+    /// `ip` commands take milliseconds each, and a request in between may
+    /// still have crossed).
+    pub in_effect: Option<(Instant, Instant)>,
     pub detail: String,
 }
 

@@ -79,10 +79,26 @@ impl Nemesis {
                 nodes,
                 start: Instant::now(),
                 end: None,
+                in_effect: None,
                 detail,
             });
             log.faults.len() - 1
         })
+    }
+
+    /// Records that a partition was certainly in place over `from..to`.
+    fn in_effect(&self, fault: usize, from: Instant, to: Instant) {
+        self.history
+            .with(|log| log.faults[fault].in_effect = Some((from, to)));
+    }
+
+    /// Cuts `node` off from every other node for `hold`, then heals it.
+    async fn cut_off(&self, fault: usize, node: usize, hold: Duration) -> Result<(), String> {
+        blocking(&self.cluster, move |cluster| cluster.cut(node)).await?;
+        let in_place = Instant::now();
+        tokio::time::sleep(hold).await;
+        self.in_effect(fault, in_place, Instant::now());
+        blocking(&self.cluster, move |cluster| cluster.heal(node)).await
     }
 
     fn end(&self, fault: usize) {
@@ -97,9 +113,7 @@ impl Nemesis {
         match kind {
             "partition-one" => {
                 let fault = self.begin(kind, vec![node], format!("n{node} cut off for {hold:?}"));
-                blocking(&self.cluster, move |cluster| cluster.cut(node)).await?;
-                tokio::time::sleep(hold).await;
-                blocking(&self.cluster, move |cluster| cluster.heal(node)).await?;
+                self.cut_off(fault, node, hold).await?;
                 self.end(fault);
             }
             "partition-minority" => {
@@ -122,7 +136,9 @@ impl Nemesis {
                     })
                 })
                 .await?;
+                let cut_in_place = Instant::now();
                 tokio::time::sleep(hold).await;
+                self.in_effect(fault, cut_in_place, Instant::now());
                 blocking(&self.cluster, move |cluster| {
                     pairs.iter().try_for_each(|(a, b)| {
                         cluster.heal_one_way(*a, *b)?;
@@ -237,9 +253,7 @@ impl Nemesis {
                     vec![node],
                     format!("n{node} cut off for {hold:?} (before a kill-in-repair)"),
                 );
-                blocking(&self.cluster, move |cluster| cluster.cut(node)).await?;
-                tokio::time::sleep(hold).await;
-                blocking(&self.cluster, move |cluster| cluster.heal(node)).await?;
+                self.cut_off(cut, node, hold).await?;
                 self.end(cut);
                 let detail = format!("n{node} SIGKILLed {into_repair:?} after a heal");
                 let fault = self.begin(kind, vec![node], detail);
