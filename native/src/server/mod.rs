@@ -7,6 +7,9 @@
 //! * [`tcp`] — the TCP transport (frame reading and writing).
 //! * [`websocket`] — the WebSocket transport for browsers (one frame per binary message).
 //! * [`session`] — one connection, whatever its transport.
+//!
+//! The HTTP port's connections are accepted here too and served by
+//! [`crate::http`].
 
 pub mod accept;
 pub mod session;
@@ -19,6 +22,7 @@ use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpSocket};
 
+use crate::http::{HttpOptions, HttpServer};
 use crate::node::{self, Node, NodeConfig, NodeError};
 use crate::tls::{NodeTls, TlsError, TlsFiles};
 
@@ -41,6 +45,8 @@ pub struct ServerConfig {
     pub max_frame_bytes: usize,
     /// Also accept WebSocket connections on this HOST:PORT (port 0 picks a free one).
     pub ws: Option<String>,
+    /// Also serve HTTP (REST, change feed, health, metrics) on a port.
+    pub http: Option<HttpOptions>,
     /// Mutual TLS on every listener and to every peer (spec section 7);
     /// `None`: plain TCP, allowed only on loopback unless `insecure`.
     pub tls: Option<TlsFiles>,
@@ -93,12 +99,14 @@ fn check_plain_hosts(config: &ServerConfig) -> Result<(), ServerError> {
     if config.tls.is_some() {
         return Ok(());
     }
-    let ws_host = config
-        .ws
-        .as_deref()
-        .and_then(|address| address.rsplit_once(':'))
-        .map(|(host, _)| host);
-    for host in std::iter::once(config.host.as_str()).chain(ws_host) {
+    let host_of = |address: &str| address.rsplit_once(':').map(|(host, _)| host.to_owned());
+    let ws_host = config.ws.as_deref().and_then(host_of);
+    let http_host = config.http.as_ref().and_then(|http| host_of(&http.address));
+    for host in std::iter::once(config.host.clone())
+        .chain(ws_host)
+        .chain(http_host)
+    {
+        let host = host.as_str();
         if is_loopback(host) {
             continue;
         }
@@ -148,12 +156,17 @@ pub struct RunningServer {
     tls: Option<Arc<NodeTls>>,
     local_addr: SocketAddr,
     ws_local_addr: Option<SocketAddr>,
+    http_local_addr: Option<SocketAddr>,
 }
 
 impl RunningServer {
     /// Binds the ports, opens the node and starts accepting connections.
     pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         check_plain_hosts(&config)?;
+        if config.http.is_some() {
+            // Before any listener accepts: /metrics counts from the first connection on.
+            crate::http::metrics::recorder();
+        }
         let tls = match &config.tls {
             Some(files) => Some(Arc::new(NodeTls::load(files.clone())?)),
             None => None,
@@ -176,6 +189,20 @@ impl RunningServer {
         let ws_local_addr = ws_listener
             .as_ref()
             .and_then(|listener| listener.local_addr().ok());
+        let http_listener = match &config.http {
+            None => None,
+            Some(http) => Some(
+                listen(&http.address)
+                    .await
+                    .map_err(|source| ServerError::Listen {
+                        address: http.address.clone(),
+                        source,
+                    })?,
+            ),
+        };
+        let http_local_addr = http_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok());
         let mut me = node::member(&config.node_name, &config.host, local_addr.port());
         if let Some(address) = &config.advertise {
             me.address = address.clone();
@@ -185,7 +212,7 @@ impl RunningServer {
             node.clone(),
             listener,
             tls.clone(),
-            "TCP",
+            "tcp",
             tcp::serve,
         ));
         if let Some(listener) = ws_listener {
@@ -193,10 +220,22 @@ impl RunningServer {
                 node.clone(),
                 listener,
                 tls.clone(),
-                "WebSocket",
+                "websocket",
                 websocket::serve,
             ));
             tracing::info!(ws_local_addr = ?ws_local_addr, "accepting WebSocket connections");
+        }
+        if let (Some(listener), Some(options)) = (http_listener, &config.http) {
+            let http = HttpServer::new(node.clone(), options);
+            node.tasks.spawn(accept::accept_loop(
+                node.clone(),
+                listener,
+                tls.clone(),
+                "http",
+                // Every HTTP connection is a client's, whatever its certificate.
+                move |_node, stream, _role, close| http.clone().serve(stream, close),
+            ));
+            tracing::info!(http_local_addr = ?http_local_addr, "accepting HTTP connections");
         }
         let security = if tls.is_some() { "mutual TLS" } else { "plain TCP" };
         tracing::info!(node = %config.node_name, %local_addr, security, data_dir = %config.data_dir.display(), "canhazdb started");
@@ -205,6 +244,7 @@ impl RunningServer {
             tls,
             local_addr,
             ws_local_addr,
+            http_local_addr,
         })
     }
 
@@ -215,6 +255,11 @@ impl RunningServer {
     /// Where WebSocket connections are accepted, if `ServerConfig::ws` asked for them.
     pub fn ws_local_addr(&self) -> Option<SocketAddr> {
         self.ws_local_addr
+    }
+
+    /// Where HTTP connections are accepted, if `ServerConfig::http` asked for them.
+    pub fn http_local_addr(&self) -> Option<SocketAddr> {
+        self.http_local_addr
     }
 
     /// Reads the certificate files again (SIGHUP): new connections, in and
