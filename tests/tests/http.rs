@@ -701,6 +701,58 @@ async fn the_http_port_takes_only_mutual_tls() {
 }
 
 #[tokio::test]
+async fn the_websocket_transport_is_served_at_ws() {
+    use canhazdb_core::frame::{Frame, FrameDecoder};
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let server = TestServer::start_http(&[]).await;
+    let web = server.http_addr();
+    // Not a handshake: told what to send.
+    http::get(web, "/ws")
+        .await
+        .expect_error(426, status::BAD_REQUEST, "STATUS_BAD_REQUEST");
+
+    let stream = canhazdb_tests::tls::connect(web).await.expect("connect");
+    let (mut socket, _) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::client_async("ws://127.0.0.1/ws", stream),
+    )
+    .await
+    .expect("the handshake answers in time")
+    .expect("the WebSocket handshake succeeds");
+    let decoder = FrameDecoder::new(1 << 20);
+    async fn next_frame(
+        socket: &mut (impl futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
+                  + Unpin),
+        decoder: &FrameDecoder,
+    ) -> Frame {
+        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("a message in time")
+            .expect("the socket is open")
+            .expect("a message");
+        match message {
+            Message::Binary(data) => decoder.decode_message(&data).expect("one frame"),
+            other => panic!("expected a binary message: {other:?}"),
+        }
+    }
+    let ready = next_frame(&mut socket, &decoder).await;
+    assert_eq!((ready.id, ready.command), (2, cmd::READY));
+    let post = json!({"10": "sockets", "20": {"id": "s1", "via": "ws"}});
+    let request = Frame::new(7, cmd::POST, bytes::Bytes::from(post.to_string()));
+    socket
+        .send(Message::Binary(request.to_bytes()))
+        .await
+        .expect("send a frame");
+    let reply = next_frame(&mut socket, &decoder).await;
+    assert_eq!((reply.id, reply.command), (7, status::CREATED));
+    drop(socket);
+    let stored = http::get(web, "/c/sockets/s1").await.expect(200).json();
+    assert_eq!(stored, json!({"id": "s1", "via": "ws"}));
+}
+
+#[tokio::test]
 async fn plain_http_beyond_loopback_needs_insecure() {
     let dir = tempfile::tempdir().expect("temp dir");
     let output = tokio::time::timeout(

@@ -8,6 +8,7 @@
 //! * [`changes`] — `/changes`, the notify feed as Server-Sent Events.
 //! * [`health`] — `/health/live` and `/health/ready`.
 //! * [`metrics`] — `/metrics` for Prometheus.
+//! * [`ws`] — `/ws`, the WebSocket transport on this port.
 //! * [`call`] — one protocol request through the node's dispatch.
 //! * [`errors`] — failures as JSON with the matching HTTP status.
 
@@ -18,6 +19,7 @@ pub mod health;
 pub mod locks;
 pub mod metrics;
 pub mod rest;
+pub mod ws;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +36,7 @@ use tower_http::timeout::RequestBodyTimeoutLayer;
 use crate::node::Node;
 use errors::ApiError;
 use locks::HttpLocks;
+use ws::WebSocketTransport;
 
 /// How long an HTTP lock lives unless renewed, by default.
 pub const DEFAULT_LOCK_LEASE: Duration = Duration::from_secs(30);
@@ -62,6 +65,8 @@ pub struct HttpOptions {
 pub struct Http {
     pub node: Arc<Node>,
     pub locks: HttpLocks,
+    /// What serves `/ws`, if anything.
+    pub websocket: Option<WebSocketTransport>,
 }
 
 /// Serves the HTTP port of `node`. The metrics recorder must be installed
@@ -73,11 +78,12 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
-    pub fn new(node: Arc<Node>, options: &HttpOptions) -> HttpServer {
+    pub fn new(node: Arc<Node>, options: &HttpOptions, websocket: Option<WebSocketTransport>) -> HttpServer {
         let max_body = node.max_frame_bytes;
         let http = Arc::new(Http {
             node,
             locks: HttpLocks::new(options.lock_lease),
+            websocket,
         });
         let router = Router::new()
             .merge(rest::routes())
@@ -85,6 +91,7 @@ impl HttpServer {
             .merge(changes::routes())
             .merge(health::routes())
             .merge(metrics::routes())
+            .merge(ws::routes())
             .fallback(unknown_route)
             // A body longer than a frame could be is refused with 413.
             .layer(DefaultBodyLimit::max(max_body))
@@ -103,7 +110,8 @@ impl HttpServer {
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_TIMEOUT)
-            .serve_connection(TokioIo::new(stream), service);
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
         tokio::pin!(connection);
         tokio::select! {
             served = connection.as_mut() => {

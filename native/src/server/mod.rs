@@ -22,7 +22,9 @@ use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpSocket};
 
+use crate::http::ws::WebSocketTransport;
 use crate::http::{HttpOptions, HttpServer};
+use crate::node::metrics::OpenConnection;
 use crate::node::{self, Node, NodeConfig, NodeError};
 use crate::tls::{NodeTls, TlsError, TlsFiles};
 
@@ -226,7 +228,15 @@ impl RunningServer {
             tracing::info!(ws_local_addr = ?ws_local_addr, "accepting WebSocket connections");
         }
         if let (Some(listener), Some(options)) = (http_listener, &config.http) {
-            let http = HttpServer::new(node.clone(), options);
+            let websocket_node = node.clone();
+            let websocket: WebSocketTransport = Arc::new(move |stream, close| {
+                let node = websocket_node.clone();
+                Box::pin(async move {
+                    let _open = OpenConnection::open("websocket");
+                    websocket::serve_upgraded(node, Box::new(stream), close).await;
+                })
+            });
+            let http = HttpServer::new(node.clone(), options, Some(websocket));
             node.tasks.spawn(accept::accept_loop(
                 node.clone(),
                 listener,
