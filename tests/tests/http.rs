@@ -753,6 +753,57 @@ async fn the_websocket_transport_is_served_at_ws() {
 }
 
 #[tokio::test]
+async fn the_console_shows_nodes_collections_and_locks() {
+    let server = TestServer::start_http(&[]).await;
+    let web = server.http_addr();
+    let page = http::get(web, "/").await.expect(200);
+    let content_type = page.headers.get("content-type").and_then(|v| v.to_str().ok());
+    assert_eq!(content_type, Some("text/html; charset=utf-8"));
+    assert!(page.text().contains("<title>canhazdb console</title>"));
+    assert!(
+        page.body.len() < 16 * 1024,
+        "the page stays light: {} bytes",
+        page.body.len()
+    );
+
+    // Rendered by a browser, where one is installed (plain HTTP only: the
+    // browser has no client certificate).
+    let browser = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|name| std::process::Command::new(name).arg("--version").output().is_ok());
+    let Some(browser) = browser.filter(|_| !canhazdb_tests::tls::enabled()) else {
+        eprintln!("skipping the rendering check: no chromium, or TLS is on");
+        return;
+    };
+    http::call(web, post("shown", json!({"n": 1}))).await.expect(201);
+    let lock = http_lock(web, "shown").await;
+    let rendered = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(browser)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--virtual-time-budget=4000",
+                "--dump-dom",
+            ])
+            .arg(format!("http://{web}/"))
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the browser finishes in time")
+    .expect("run the browser");
+    let dom = String::from_utf8_lossy(&rendered.stdout);
+    for cell in [canhazdb_tests::NODE_NAME, "healthy", "shown", &lock, "post"] {
+        assert!(
+            dom.contains(&format!("<td>{cell}</td>")),
+            "the page shows {cell}:\n{dom}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn plain_http_beyond_loopback_needs_insecure() {
     let dir = tempfile::tempdir().expect("temp dir");
     let output = tokio::time::timeout(

@@ -105,8 +105,9 @@ struct RunArgs {
     ws_host: Option<String>,
     /// Also serve HTTP on this port; 0 picks a free one: REST under
     /// /c/{collection}, locks under /locks, the change feed at /changes
-    /// (Server-Sent Events), /health/live, /health/ready and /metrics
-    /// (Prometheus). With TLS it takes only mutual TLS, like --port.
+    /// (Server-Sent Events), /health/live, /health/ready, /metrics
+    /// (Prometheus), /ws (WebSocket) and an admin console at /. With TLS it
+    /// takes only mutual TLS, like --port.
     #[arg(long)]
     http_port: Option<u16>,
     /// Address for HTTP connections [default: --host].

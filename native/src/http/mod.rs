@@ -9,11 +9,13 @@
 //! * [`health`] — `/health/live` and `/health/ready`.
 //! * [`metrics`] — `/metrics` for Prometheus.
 //! * [`ws`] — `/ws`, the WebSocket transport on this port.
+//! * [`console`] — `/`, a small admin console.
 //! * [`call`] — one protocol request through the node's dispatch.
 //! * [`errors`] — failures as JSON with the matching HTTP status.
 
 pub mod call;
 pub mod changes;
+pub mod console;
 pub mod errors;
 pub mod health;
 pub mod locks;
@@ -92,6 +94,7 @@ impl HttpServer {
             .merge(health::routes())
             .merge(metrics::routes())
             .merge(ws::routes())
+            .merge(console::routes())
             .fallback(unknown_route)
             // A body longer than a frame could be is refused with 413.
             .layer(DefaultBodyLimit::max(max_body))
