@@ -588,6 +588,15 @@ async fn metrics_count_the_requests_of_every_transport() {
         "3 over HTTP and 1 over TCP"
     );
     assert_eq!(value(&after, posts) - value(&before, posts), 1.0);
+    let groups = "canhazdb_storage_group_commit_operations_count";
+    assert!(
+        value(&after, groups) - value(&before, groups) >= 1.0,
+        "the POST's group commit:\n{text}"
+    );
+    assert!(
+        value(&after, "canhazdb_storage_wal_sync_seconds_count") >= 2.0,
+        "{text}"
+    );
     assert_eq!(
         value(&after, get_latencies) - value(&before, get_latencies),
         5.0,
@@ -607,6 +616,9 @@ async fn metrics_count_the_requests_of_every_transport() {
         ("canhazdb_peers_online", "gauge"),
         ("canhazdb_repairs_pending", "gauge"),
         ("canhazdb_raft_term", "gauge"),
+        ("canhazdb_storage_group_commit_operations", "histogram"),
+        ("canhazdb_storage_wal_sync_seconds", "histogram"),
+        ("canhazdb_storage_wal_bytes", "gauge"),
     ] {
         assert!(
             text.contains(&format!("# TYPE {name} {kind}")),

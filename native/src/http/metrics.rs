@@ -18,14 +18,8 @@ use axum::Router;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use super::Http;
-use crate::node::metrics::REQUEST_DURATION_SECONDS;
+use crate::node::metrics::HISTOGRAMS;
 use crate::node::Node;
-
-/// Latency buckets, in seconds: from a read served from memory to a write
-/// that waited for a lock.
-const LATENCY_BUCKETS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
 
 /// How often histogram samples are folded into their buckets; until then
 /// they are kept one by one, so without it memory would grow between
@@ -72,14 +66,14 @@ pub fn recorder() -> Option<&'static PrometheusHandle> {
 }
 
 fn install() -> Option<PrometheusHandle> {
-    let recorder = PrometheusBuilder::new()
-        .set_buckets_for_metric(
-            Matcher::Full(REQUEST_DURATION_SECONDS.to_owned()),
-            LATENCY_BUCKETS,
-        )
-        .map_err(|error| tracing::warn!(%error, "metrics buckets refused"))
-        .ok()?
-        .build_recorder();
+    let mut builder = PrometheusBuilder::new();
+    for (name, buckets) in HISTOGRAMS {
+        builder = builder
+            .set_buckets_for_metric(Matcher::Full((*name).to_owned()), buckets)
+            .map_err(|error| tracing::warn!(%error, name, "metrics buckets refused"))
+            .ok()?;
+    }
+    let recorder = builder.build_recorder();
     let handle = recorder.handle();
     if let Err(error) = metrics::set_global_recorder(recorder) {
         tracing::warn!(%error, "another metrics recorder is installed: /metrics shows node gauges only");

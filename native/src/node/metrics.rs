@@ -1,6 +1,6 @@
 //! What the node counts, through the `metrics` facade: requests (by command
 //! and status, with their latency), requests in flight, open connections and
-//! notify deliveries. Without an installed recorder (no `--http-port`, so
+//! notify deliveries (storage counts its own, [`crate::storage::metrics`]). Without an installed recorder (no `--http-port`, so
 //! nobody can scrape them) every call here does nothing.
 //!
 //! Names follow the Prometheus conventions: a `canhazdb_` prefix, `_total`
@@ -11,15 +11,34 @@ use std::time::Instant;
 use canhazdb_core::internal::INTERNAL_COMMAND;
 use canhazdb_core::protocol::{Code, Command, Status};
 
+use crate::storage::metrics as storage;
+
 pub const REQUESTS_TOTAL: &str = "canhazdb_requests_total";
 pub const REQUEST_DURATION_SECONDS: &str = "canhazdb_request_duration_seconds";
 pub const REQUESTS_IN_FLIGHT: &str = "canhazdb_requests_in_flight";
 pub const CONNECTIONS: &str = "canhazdb_connections";
 pub const NOTIFY_DELIVERIES_TOTAL: &str = "canhazdb_notify_deliveries_total";
 
+/// Bucket bounds of the histograms: latencies from a read served from
+/// memory to a write that waited for a lock, and group sizes up to the
+/// writer's largest batch.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+const GROUP_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
+
+/// Every histogram and its buckets.
+pub const HISTOGRAMS: &[(&str, &[f64])] = &[
+    (REQUEST_DURATION_SECONDS, LATENCY_BUCKETS),
+    (storage::GROUP_COMMIT_OPERATIONS, GROUP_BUCKETS),
+    (storage::WAL_SYNC_SECONDS, LATENCY_BUCKETS),
+    (storage::CHECKPOINT_SECONDS, LATENCY_BUCKETS),
+];
+
 /// Gives each metric its help text and unit; called once, when a recorder
 /// is installed.
 pub fn describe() {
+    storage::describe();
     metrics::describe_counter!(REQUESTS_TOTAL, "Requests answered, by command and reply status.");
     metrics::describe_histogram!(
         REQUEST_DURATION_SECONDS,
