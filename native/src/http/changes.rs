@@ -95,12 +95,13 @@ async fn changes(
 }
 
 /// One `change` event per pushed NOTIFY frame, until the connection is
-/// closed (too slow a consumer, the node's shutdown).
-fn events(
+/// closed (too slow a consumer, the node's shutdown). `subscription` is
+/// dropped when the stream ends or is dropped.
+fn events<Guard: Send + 'static>(
     pushes: mpsc::Receiver<Bytes>,
     closed: CancellationToken,
     max_frame_bytes: usize,
-    subscription: Subscription,
+    subscription: Guard,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let decoder = FrameDecoder::new(max_frame_bytes);
     stream::unfold((pushes, subscription), move |(mut pushes, subscription)| {
@@ -109,6 +110,8 @@ fn events(
         async move {
             loop {
                 let frame = tokio::select! {
+                    // A closed subscription ends now, events still queued or not.
+                    biased;
                     _ = closed.cancelled() => return None,
                     frame = pushes.recv() => frame?,
                 };
@@ -132,5 +135,87 @@ fn notify_path(decoder: &FrameDecoder, frame: &[u8]) -> Option<String> {
     match Reply::decode(Some(Status::Ok), &frame.payload).ok()?.data? {
         Value::String(path) => Some(path),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use canhazdb_core::frame::Frame;
+    use canhazdb_core::protocol::PUSH_ID;
+    use futures_util::StreamExt;
+
+    use super::*;
+
+    /// A NOTIFY frame as the notify hub pushes it.
+    fn pushed(path: &str) -> Bytes {
+        let payload = Reply::with_data(Status::Ok, Value::String(path.to_owned())).encode_payload();
+        Frame::new(PUSH_ID, Command::Notify.as_u8(), payload).to_bytes()
+    }
+
+    struct Dropped(Arc<AtomicBool>);
+
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_pushed_frame_gives_its_path() {
+        let decoder = FrameDecoder::new(1024);
+        assert_eq!(
+            notify_path(&decoder, &pushed("POST:/tests/1")).as_deref(),
+            Some("POST:/tests/1")
+        );
+        let ready = Frame::empty(PUSH_ID, Command::Ready.as_u8()).to_bytes();
+        assert_eq!(
+            notify_path(&decoder, &ready),
+            None,
+            "only NOTIFY frames are changes"
+        );
+        assert_eq!(notify_path(&decoder, b"garbage"), None);
+    }
+
+    #[tokio::test]
+    async fn the_stream_ends_when_its_connection_is_closed() {
+        let (frames, pushes) = mpsc::channel(2);
+        let closed = CancellationToken::new();
+        let dropped = Arc::new(AtomicBool::new(false));
+        let mut stream = Box::pin(events(pushes, closed.clone(), 1024, Dropped(dropped.clone())));
+        frames.try_send(pushed("POST:/tests/1")).unwrap();
+        assert!(stream.next().await.is_some(), "a queued change is an event");
+        // The hub closes a connection whose queue is full, events still waiting.
+        frames.try_send(pushed("POST:/tests/2")).unwrap();
+        frames.try_send(pushed("POST:/tests/3")).unwrap();
+        assert!(
+            frames.try_send(pushed("POST:/tests/4")).is_err(),
+            "the queue is bounded"
+        );
+        assert!(
+            !dropped.load(Ordering::SeqCst),
+            "the subscription lives while the stream runs"
+        );
+        closed.cancel();
+        let ended = tokio::time::timeout(Duration::from_secs(5), stream.next()).await;
+        assert!(matches!(ended, Ok(None)), "a closed subscription ends its stream");
+        assert!(
+            dropped.load(Ordering::SeqCst),
+            "the subscription goes when the stream ends"
+        );
+    }
+
+    #[tokio::test]
+    async fn dropping_the_stream_drops_the_subscription() {
+        let (_frames, pushes) = mpsc::channel::<Bytes>(2);
+        let dropped = Arc::new(AtomicBool::new(false));
+        let stream = events(pushes, CancellationToken::new(), 1024, Dropped(dropped.clone()));
+        assert!(!dropped.load(Ordering::SeqCst));
+        drop(stream);
+        assert!(
+            dropped.load(Ordering::SeqCst),
+            "a client that hangs up closes the subscription"
+        );
     }
 }
