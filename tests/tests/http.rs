@@ -271,11 +271,37 @@ async fn a_cluster_reports_each_document_once_through_every_node() {
     .await
     .expect(200);
     assert_eq!(ids_of(&patched.json()), posted, "each id once in the PATCH reply");
-    let one = &posted[7];
+    let one = posted[7].clone();
     let by_id = http::get(cluster.http_addr(2), format!("/c/spread/{one}"))
         .await
         .expect(200);
     assert_eq!(by_id.json()["seen"], true);
+    // By id, through every node: the one id, once, however many replicas.
+    for node in 0..3 {
+        let web = cluster.http_addr(node);
+        let put = HttpRequest::new("PUT", format!("/c/spread/{one}")).json(&json!({"put": node}));
+        assert_eq!(http::call(web, put).await.expect(200).json(), json!([one]));
+        let patch = HttpRequest::new("PATCH", format!("/c/spread/{one}")).json(&json!({"n": node}));
+        assert_eq!(http::call(web, patch).await.expect(200).json(), json!([one]));
+        let read = http::get(cluster.http_addr((node + 1) % 3), format!("/c/spread/{one}")).await;
+        assert_eq!(
+            read.expect(200).json(),
+            json!({"id": one, "put": node, "n": node})
+        );
+    }
+    let system = http::get(cluster.http_addr(1), "/c/system.collections")
+        .await
+        .expect(200);
+    assert_eq!(system.json()[0]["documentCount"], 30, "exact once acknowledged");
+    let removed = HttpRequest::new("DELETE", format!("/c/spread/{one}"));
+    assert_eq!(
+        http::call(cluster.http_addr(0), removed).await.expect(200).json(),
+        json!([one])
+    );
+    http::get(cluster.http_addr(1), format!("/c/spread/{one}"))
+        .await
+        .expect_error(404, status::NOT_FOUND, "STATUS_NOT_FOUND");
+    posted.retain(|id| *id != one);
     let deleted = http::call(cluster.http_addr(2), HttpRequest::new("DELETE", "/c/spread"))
         .await
         .expect(200);
