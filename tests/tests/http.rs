@@ -221,6 +221,16 @@ async fn bad_requests_get_json_errors_and_change_nothing() {
     let feed = EventStream::open(web, format!("/changes?path={}", encode("("))).await;
     let refused = feed.err().expect("a bad regex is refused");
     bad(refused);
+    // What axum refuses itself is JSON too.
+    bad(http::get(web, "/c/%FF").await);
+    let wrong_method = http::call(web, HttpRequest::new("PUT", "/health/live"))
+        .await
+        .expect_error(405, status::BAD_REQUEST, "STATUS_BAD_REQUEST");
+    assert!(
+        wrong_method.headers.contains_key("allow"),
+        "{:?}",
+        wrong_method.headers
+    );
     http::get(web, "/nowhere")
         .await
         .expect_error(404, status::NOT_FOUND, "STATUS_NOT_FOUND");

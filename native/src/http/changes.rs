@@ -14,7 +14,6 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -70,9 +69,8 @@ impl Drop for Subscription {
 
 async fn changes(
     State(http): State<Arc<Http>>,
-    params: Result<Query<PathParam>, QueryRejection>,
+    Query(params): Query<PathParam>,
 ) -> Result<Response, ApiError> {
-    let Query(params) = params?;
     let pattern = params.path.ok_or_else(|| {
         ApiError::bad_request("the path parameter (a regex over METHOD:/collection/id) is required")
     })?;

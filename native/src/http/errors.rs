@@ -2,7 +2,7 @@
 //! the protocol's status number and name (spec section 2) with the HTTP
 //! status that means the same.
 
-use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -73,18 +73,42 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// A body that could not be read: too large (413, the frame limit of the
-/// binary protocol), too slow, or cut off.
-impl From<BytesRejection> for ApiError {
-    fn from(rejection: BytesRejection) -> ApiError {
-        ApiError::bad_request(rejection.body_text()).with_http(rejection.status())
-    }
-}
+/// Bounds the text of an error response this rewrites (axum's own are a
+/// line each).
+const MAX_ERROR_TEXT: usize = 4096;
 
-impl From<QueryRejection> for ApiError {
-    fn from(rejection: QueryRejection) -> ApiError {
-        ApiError::bad_request(rejection.body_text())
+/// Every failure as JSON: responses that axum made itself (405, a URL or
+/// body it could not extract, 413 for a body over the frame limit) come
+/// as plain text; they are answered as [`ApiError`]s with their status
+/// and headers (`Allow`).
+pub async fn json_errors(response: Response) -> Response {
+    let http = response.status();
+    let is_json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
+    if !(http.is_client_error() || http.is_server_error()) || is_json {
+        return response;
     }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, MAX_ERROR_TEXT)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_owned();
+    let message = match text.is_empty() {
+        true => http.canonical_reason().unwrap_or("request refused").to_owned(),
+        false => text,
+    };
+    let status = match http {
+        StatusCode::NOT_FOUND => Status::NotFound,
+        _ if http.is_server_error() => Status::ServerError,
+        _ => Status::BadRequest,
+    };
+    let rewritten = ApiError::new(status, message).with_http(http).into_response();
+    parts.headers.remove(CONTENT_LENGTH);
+    parts.headers.extend(rewritten.headers().clone());
+    let (_, body) = rewritten.into_parts();
+    Response::from_parts(parts, body)
 }
 
 #[cfg(test)]

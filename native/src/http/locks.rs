@@ -102,11 +102,8 @@ fn lease_reply(id: &str, http: &Http) -> Response {
     Json(json!({"lockId": id, "leaseSeconds": http.locks.lease.as_secs_f64()})).into_response()
 }
 
-async fn lock(
-    State(http): State<Arc<Http>>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<Response, ApiError> {
-    let body: LockBody = serde_json::from_slice(&body?)
+async fn lock(State(http): State<Arc<Http>>, body: Bytes) -> Result<Response, ApiError> {
+    let body: LockBody = serde_json::from_slice(&body)
         .map_err(|error| ApiError::bad_request(format!("the body must be {{\"key\": \"…\"}}: {error}")))?;
     let slot = http.locks.slots.clone().try_acquire_owned().map_err(|_| {
         ApiError::new(

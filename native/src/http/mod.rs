@@ -96,6 +96,7 @@ impl HttpServer {
             .merge(ws::routes())
             .merge(console::routes())
             .fallback(unknown_route)
+            .layer(axum::middleware::map_response(errors::json_errors))
             // A body longer than a frame could be is refused with 413.
             .layer(DefaultBodyLimit::max(max_body))
             .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))

@@ -18,7 +18,6 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -79,9 +78,6 @@ pub struct FieldsParam {
     fields: Option<String>,
 }
 
-type Params<T> = Result<Query<T>, QueryRejection>;
-type Body = Result<Bytes, BytesRejection>;
-
 /// A payload naming `collection`.
 fn payload(collection: String) -> Payload {
     let mut payload = Payload::new();
@@ -119,8 +115,7 @@ fn by_id(payload: &mut Payload, id: String) {
 
 /// The request body: one JSON object. Any content type is accepted, so
 /// that `curl -d` works as it is.
-fn put_document(payload: &mut Payload, body: Body) -> Result<(), ApiError> {
-    let body = body?;
+fn put_document(payload: &mut Payload, body: Bytes) -> Result<(), ApiError> {
     let document: Value = serde_json::from_slice(&body)
         .map_err(|error| ApiError::bad_request(format!("the body is not valid JSON: {error}")))?;
     put(payload, Key::Data, document);
@@ -143,7 +138,7 @@ fn put_lock(payload: &mut Payload, headers: &HeaderMap) -> Result<(), ApiError> 
     Ok(())
 }
 
-/// Runs `command`; answers `success` with the reply's DATA.
+/// Runs `command`; answers with the reply's status and DATA.
 async fn answer(http: &Http, command: Command, payload: Payload) -> Result<Response, ApiError> {
     let reply = call::run(&http.node, call::one_off(&http.node), command, payload).await?;
     let status = http_status(reply.status.unwrap_or(Status::Ok));
@@ -177,9 +172,8 @@ async fn answer_one(
 async fn list(
     State(http): State<Arc<Http>>,
     Path(collection): Path<String>,
-    params: Params<ReadParams>,
+    Query(params): Query<ReadParams>,
 ) -> Result<Response, ApiError> {
-    let Query(params) = params?;
     let mut payload = payload(collection);
     put_query(&mut payload, params.query)?;
     put_json_or_string(&mut payload, Key::Fields, params.fields);
@@ -191,9 +185,8 @@ async fn list(
 async fn count(
     State(http): State<Arc<Http>>,
     Path(collection): Path<String>,
-    params: Params<QueryParam>,
+    Query(params): Query<QueryParam>,
 ) -> Result<Response, ApiError> {
-    let Query(params) = params?;
     let mut payload = payload(collection);
     put_query(&mut payload, params.query)?;
     answer(&http, Command::Count, payload).await
@@ -202,9 +195,8 @@ async fn count(
 async fn get_one(
     State(http): State<Arc<Http>>,
     Path((collection, id)): Path<(String, String)>,
-    params: Params<FieldsParam>,
+    Query(params): Query<FieldsParam>,
 ) -> Result<Response, ApiError> {
-    let Query(params) = params?;
     let mut payload = payload(collection.clone());
     by_id(&mut payload, id.clone());
     put_json_or_string(&mut payload, Key::Fields, params.fields);
@@ -215,7 +207,7 @@ async fn post(
     State(http): State<Arc<Http>>,
     Path(collection): Path<String>,
     headers: HeaderMap,
-    body: Body,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
     let mut payload = payload(collection);
     put_document(&mut payload, body)?;
@@ -228,11 +220,10 @@ async fn write_matching(
     http: &Http,
     command: Command,
     collection: String,
-    params: Params<QueryParam>,
+    params: QueryParam,
     headers: &HeaderMap,
-    body: Option<Body>,
+    body: Option<Bytes>,
 ) -> Result<Response, ApiError> {
-    let Query(params) = params?;
     let mut payload = payload(collection);
     put_query(&mut payload, params.query)?;
     if let Some(body) = body {
@@ -248,7 +239,7 @@ async fn write_one(
     command: Command,
     (collection, id): (String, String),
     headers: &HeaderMap,
-    body: Option<Body>,
+    body: Option<Bytes>,
 ) -> Result<Response, ApiError> {
     let mut payload = payload(collection.clone());
     by_id(&mut payload, id.clone());
@@ -262,9 +253,9 @@ async fn write_one(
 async fn put_matching(
     State(http): State<Arc<Http>>,
     Path(collection): Path<String>,
-    params: Params<QueryParam>,
+    Query(params): Query<QueryParam>,
     headers: HeaderMap,
-    body: Body,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
     write_matching(&http, Command::Put, collection, params, &headers, Some(body)).await
 }
@@ -272,9 +263,9 @@ async fn put_matching(
 async fn patch_matching(
     State(http): State<Arc<Http>>,
     Path(collection): Path<String>,
-    params: Params<QueryParam>,
+    Query(params): Query<QueryParam>,
     headers: HeaderMap,
-    body: Body,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
     write_matching(&http, Command::Patch, collection, params, &headers, Some(body)).await
 }
@@ -282,7 +273,7 @@ async fn patch_matching(
 async fn delete_matching(
     State(http): State<Arc<Http>>,
     Path(collection): Path<String>,
-    params: Params<QueryParam>,
+    Query(params): Query<QueryParam>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     write_matching(&http, Command::Delete, collection, params, &headers, None).await
@@ -292,7 +283,7 @@ async fn put_one(
     State(http): State<Arc<Http>>,
     Path(path): Path<(String, String)>,
     headers: HeaderMap,
-    body: Body,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
     write_one(&http, Command::Put, path, &headers, Some(body)).await
 }
@@ -301,7 +292,7 @@ async fn patch_one(
     State(http): State<Arc<Http>>,
     Path(path): Path<(String, String)>,
     headers: HeaderMap,
-    body: Body,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
     write_one(&http, Command::Patch, path, &headers, Some(body)).await
 }
