@@ -55,7 +55,7 @@ impl ApiError {
         ApiError::new(status, reply.error.unwrap_or_else(fallback))
     }
 
-    /// The same failure with another HTTP status (413 for a body too large).
+    /// The same failure with another HTTP status (429 for too many locks, say).
     pub fn with_http(mut self, http: StatusCode) -> ApiError {
         self.http = http;
         self

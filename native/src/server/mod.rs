@@ -152,6 +152,29 @@ pub(crate) async fn listen(address: &str) -> std::io::Result<TcpListener> {
     Err(last_error.unwrap_or_else(|| std::io::Error::other(format!("{address} resolves to no address"))))
 }
 
+/// Accepts the HTTP port's connections (with TLS, after the same handshake
+/// as the TCP port's) and serves them with [`HttpServer`], whose `/ws` is
+/// this server's WebSocket transport.
+fn serve_http(node: &Arc<Node>, listener: TcpListener, tls: Option<Arc<NodeTls>>, options: &HttpOptions) {
+    let websocket_node = node.clone();
+    let websocket: WebSocketTransport = Arc::new(move |stream, close| {
+        let node = websocket_node.clone();
+        Box::pin(async move {
+            let _open = OpenConnection::open("websocket");
+            websocket::serve_upgraded(node, Box::new(stream), close).await;
+        })
+    });
+    let http = HttpServer::new(node.clone(), options, Some(websocket));
+    node.tasks.spawn(accept::accept_loop(
+        node.clone(),
+        listener,
+        tls,
+        "http",
+        // Every HTTP connection is a client's, whatever its certificate.
+        move |_node, stream, _role, close| http.clone().serve(stream, close),
+    ));
+}
+
 /// A running node.
 pub struct RunningServer {
     node: Arc<Node>,
@@ -228,23 +251,7 @@ impl RunningServer {
             tracing::info!(ws_local_addr = ?ws_local_addr, "accepting WebSocket connections");
         }
         if let (Some(listener), Some(options)) = (http_listener, &config.http) {
-            let websocket_node = node.clone();
-            let websocket: WebSocketTransport = Arc::new(move |stream, close| {
-                let node = websocket_node.clone();
-                Box::pin(async move {
-                    let _open = OpenConnection::open("websocket");
-                    websocket::serve_upgraded(node, Box::new(stream), close).await;
-                })
-            });
-            let http = HttpServer::new(node.clone(), options, Some(websocket));
-            node.tasks.spawn(accept::accept_loop(
-                node.clone(),
-                listener,
-                tls.clone(),
-                "http",
-                // Every HTTP connection is a client's, whatever its certificate.
-                move |_node, stream, _role, close| http.clone().serve(stream, close),
-            ));
+            serve_http(&node, listener, tls.clone(), options);
             tracing::info!(http_local_addr = ?http_local_addr, "accepting HTTP connections");
         }
         let security = if tls.is_some() { "mutual TLS" } else { "plain TCP" };
