@@ -824,7 +824,26 @@ async fn the_console_shows_nodes_collections_and_locks() {
         return;
     };
     http::call(web, post("shown", json!({"n": 1}))).await.expect(201);
+    http::call(web, post("shown", json!({"id": "second", "n": 2})))
+        .await
+        .expect(201);
     let lock = http_lock(web, "shown").await;
+    let dom = render(browser, &format!("http://{web}/")).await;
+    for cell in [canhazdb_tests::NODE_NAME, "healthy", "shown", &lock, "post"] {
+        assert!(
+            dom.contains(&format!("<td>{cell}</td>")),
+            "the page shows {cell}:\n{dom}"
+        );
+    }
+    // Linked to a collection and a query, it opens with those documents.
+    let query = encode(r#"{"n":{"$gt":1}}"#);
+    let dom = render(browser, &format!("http://{web}/?collection=shown&query={query}")).await;
+    assert!(dom.contains(r#""id": "second""#), "the query's document:\n{dom}");
+    assert!(!dom.contains(r#""n": 1"#), "only what the query matches:\n{dom}");
+}
+
+/// The DOM of `url` after its scripts ran, rendered by headless `browser`.
+async fn render(browser: &str, url: &str) -> String {
     let rendered = tokio::time::timeout(
         Duration::from_secs(60),
         tokio::process::Command::new(browser)
@@ -835,20 +854,14 @@ async fn the_console_shows_nodes_collections_and_locks() {
                 "--virtual-time-budget=4000",
                 "--dump-dom",
             ])
-            .arg(format!("http://{web}/"))
+            .arg(url)
             .kill_on_drop(true)
             .output(),
     )
     .await
     .expect("the browser finishes in time")
     .expect("run the browser");
-    let dom = String::from_utf8_lossy(&rendered.stdout);
-    for cell in [canhazdb_tests::NODE_NAME, "healthy", "shown", &lock, "post"] {
-        assert!(
-            dom.contains(&format!("<td>{cell}</td>")),
-            "the page shows {cell}:\n{dom}"
-        );
-    }
+    String::from_utf8_lossy(&rendered.stdout).into_owned()
 }
 
 #[tokio::test]

@@ -1,7 +1,8 @@
 //! `GET /`: a small admin console, one page compiled into the binary. It
 //! reads what any HTTP client can (`/health/ready`, `/c/system.nodes`,
-//! `/c/system.collections`, `/c/system.locks`, `/metrics`) and refreshes
-//! every two seconds.
+//! `/c/system.collections`, `/c/system.locks`, `/metrics`, refreshed every
+//! two seconds), finds documents (`/c/{collection}` with query, order and
+//! limit) and shows the change feed (`/changes`) live.
 
 use std::sync::Arc;
 
