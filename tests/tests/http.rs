@@ -662,6 +662,9 @@ async fn metrics_count_the_requests_of_every_transport() {
         );
     }
     assert_eq!(value(&after, "canhazdb_healthy"), 1.0);
+    let documents = r#"canhazdb_collection_documents{collection="metered"}"#;
+    assert_eq!(value(&after, documents), 2.0, "{text}");
+    assert!(text.contains("# TYPE canhazdb_collection_documents gauge"));
     assert_eq!(value(&after, "canhazdb_raft_is_leader"), 1.0, "alone, it leads");
     assert!(
         value(&after, r#"canhazdb_connections{transport="tcp"}"#) >= 1.0,

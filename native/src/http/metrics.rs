@@ -19,7 +19,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use super::Http;
 use crate::node::metrics::HISTOGRAMS;
-use crate::node::Node;
+use crate::node::{system, Node};
 
 /// How often histogram samples are folded into their buckets; until then
 /// they are kept one by one, so without it memory would grow between
@@ -102,8 +102,39 @@ pub fn routes() -> Router<Arc<Http>> {
 
 async fn scrape(State(http): State<Arc<Http>>) -> Response {
     record_node_gauges(&http.node);
-    let text = recorder().map(PrometheusHandle::render).unwrap_or_default();
+    let mut text = recorder().map(PrometheusHandle::render).unwrap_or_default();
+    text.push_str(&collection_documents(&http.node).await);
     ([(CONTENT_TYPE, CONTENT_TYPE_TEXT)], text).into_response()
+}
+
+const COLLECTION_DOCUMENTS: &str = "canhazdb_collection_documents";
+
+/// Documents per collection across the cluster, as system.collections
+/// counts them, written out at each scrape rather than kept in the
+/// recorder, so that a collection that is gone is gone from here too.
+/// Nothing when the count cannot be had (a peer did not answer).
+async fn collection_documents(node: &Arc<Node>) -> String {
+    let Ok(Some(collections)) = system::documents(node, "system.collections").await else {
+        return String::new();
+    };
+    let mut text = format!(
+        "# HELP {COLLECTION_DOCUMENTS} Documents per collection, counted across the cluster.\n\
+         # TYPE {COLLECTION_DOCUMENTS} gauge\n"
+    );
+    for collection in collections {
+        let (Some(id), Some(count)) = (
+            collection["collectionId"].as_str(),
+            collection["documentCount"].as_u64(),
+        ) else {
+            continue;
+        };
+        // Collection ids are A-Z a-z 0-9 - . only: nothing to escape in a label.
+        text.push_str(&format!(
+            "{COLLECTION_DOCUMENTS}{{collection=\"{id}\"}} {count}\n"
+        ));
+    }
+    text.push('\n');
+    text
 }
 
 /// The gauges read off the node's state at scrape time.
