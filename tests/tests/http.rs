@@ -751,34 +751,24 @@ async fn the_http_port_takes_only_mutual_tls() {
         .expect(200);
 }
 
-#[tokio::test]
-async fn the_websocket_transport_is_served_at_ws() {
+/// Opens a WebSocket at `url` over `stream`, reads READY and POSTs a
+/// document with `id` as one binary message; asserts STATUS_CREATED.
+async fn post_over_websocket(stream: canhazdb_tests::tls::BoxStream, url: &str, id: &str) {
     use canhazdb_core::frame::{Frame, FrameDecoder};
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
 
-    let server = TestServer::start_http(&[]).await;
-    let web = server.http_addr();
-    // Not a handshake: told what to send.
-    http::get(web, "/ws")
-        .await
-        .expect_error(426, status::BAD_REQUEST, "STATUS_BAD_REQUEST");
-
-    let stream = canhazdb_tests::tls::connect(web).await.expect("connect");
-    let (mut socket, _) = tokio::time::timeout(
+    let (socket, _) = tokio::time::timeout(
         Duration::from_secs(10),
-        tokio_tungstenite::client_async("ws://127.0.0.1/ws", stream),
+        tokio_tungstenite::client_async(url, stream),
     )
     .await
     .expect("the handshake answers in time")
     .expect("the WebSocket handshake succeeds");
+    let (mut sink, mut source) = socket.split();
     let decoder = FrameDecoder::new(1 << 20);
-    async fn next_frame(
-        socket: &mut (impl futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
-                  + Unpin),
-        decoder: &FrameDecoder,
-    ) -> Frame {
-        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
+    let mut next_frame = async || {
+        let message = tokio::time::timeout(Duration::from_secs(10), source.next())
             .await
             .expect("a message in time")
             .expect("the socket is open")
@@ -787,20 +777,37 @@ async fn the_websocket_transport_is_served_at_ws() {
             Message::Binary(data) => decoder.decode_message(&data).expect("one frame"),
             other => panic!("expected a binary message: {other:?}"),
         }
-    }
-    let ready = next_frame(&mut socket, &decoder).await;
-    assert_eq!((ready.id, ready.command), (2, cmd::READY));
-    let post = json!({"10": "sockets", "20": {"id": "s1", "via": "ws"}});
+    };
+    let ready = next_frame().await;
+    assert_eq!((ready.id, ready.command), (2, cmd::READY), "{url}");
+    let post = json!({"10": "sockets", "20": {"id": id, "via": url}});
     let request = Frame::new(7, cmd::POST, bytes::Bytes::from(post.to_string()));
-    socket
-        .send(Message::Binary(request.to_bytes()))
+    sink.send(Message::Binary(request.to_bytes()))
         .await
         .expect("send a frame");
-    let reply = next_frame(&mut socket, &decoder).await;
-    assert_eq!((reply.id, reply.command), (7, status::CREATED));
-    drop(socket);
-    let stored = http::get(web, "/c/sockets/s1").await.expect(200).json();
-    assert_eq!(stored, json!({"id": "s1", "via": "ws"}));
+    let reply = next_frame().await;
+    assert_eq!((reply.id, reply.command), (7, status::CREATED), "{url}");
+}
+
+#[tokio::test]
+async fn the_websocket_transport_is_served_at_ws() {
+    let ws_port = canhazdb_tests::server::free_port().to_string();
+    let server = TestServer::start_http(&["--ws-port", &ws_port]).await;
+    let web = server.http_addr();
+    // Not a handshake: told what to send.
+    http::get(web, "/ws")
+        .await
+        .expect_error(426, status::BAD_REQUEST, "STATUS_BAD_REQUEST");
+
+    let stream = canhazdb_tests::tls::connect(web).await.expect("connect");
+    post_over_websocket(stream, "ws://127.0.0.1/ws", "on-http").await;
+    // The WebSocket port of its own works as before.
+    let ws_addr: std::net::SocketAddr = format!("127.0.0.1:{ws_port}").parse().unwrap();
+    let stream = canhazdb_tests::tls::connect(ws_addr).await.expect("connect");
+    post_over_websocket(stream, "ws://127.0.0.1/", "on-ws-port").await;
+
+    let stored = http::get(web, "/c/sockets").await.expect(200).json();
+    assert_eq!(document_ids(&stored), vec!["on-http", "on-ws-port"]);
 }
 
 #[tokio::test]
