@@ -4,6 +4,8 @@
 //! `tests/layers.rs`, described in DEVELOPERS.md):
 //!
 //! * [`server`] — the edge: listeners, transports (TCP, WebSocket), sessions.
+//! * [`http`] — the HTTP port the server serves: REST, Server-Sent Events,
+//!   health probes and Prometheus metrics.
 //! * [`node`] — one node's state and its request dispatch.
 //! * [`cluster`] — the coordinator of every command, peers, repairs and the
 //!   lock group's membership.
@@ -22,6 +24,7 @@
 
 pub mod client;
 pub mod cluster;
+pub mod http;
 pub mod locks;
 pub mod logging;
 pub mod node;

@@ -47,6 +47,7 @@ async fn tls_node(dir: &Path, ca: &Authority) -> RunningServer {
         replicas: 3,
         max_frame_bytes: 16 * 1024 * 1024,
         ws: None,
+        http: None,
         tls: Some(write_node_files(dir, ca)),
         insecure: false,
     })

@@ -18,7 +18,8 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("raft", &["locks"]),
     ("cluster", &["storage", "client", "locks", "raft", "tls"]),
     ("node", &["storage", "locks", "raft", "cluster", "tls"]),
-    ("server", &["node", "tls"]),
+    ("http", &["node", "tls"]),
+    ("server", &["http", "node", "tls"]),
 ];
 
 /// The `canhazdb-bench` binary's modules reach the library as `canhazdb::…`

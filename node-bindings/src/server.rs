@@ -254,6 +254,7 @@ fn config(options: ServerOptions) -> Result<ServerConfig, Failure> {
         replicas: replicas as usize,
         max_frame_bytes,
         ws: options.ws,
+        http: None,
         tls,
         insecure: options.insecure.unwrap_or(false),
     })

@@ -44,6 +44,8 @@ pub struct ClusterOptions {
     /// `--replicas`; `None` keeps the server's default (3).
     pub replicas: Option<u16>,
     pub join: Join,
+    /// Every node serves HTTP too ([`TestCluster::http_addr`]).
+    pub http: bool,
 }
 
 impl ClusterOptions {
@@ -52,7 +54,13 @@ impl ClusterOptions {
             nodes,
             replicas: None,
             join: Join::All,
+            http: false,
         }
+    }
+
+    pub fn http(mut self) -> ClusterOptions {
+        self.http = true;
+        self
     }
 
     pub fn replicas(mut self, replicas: u16) -> ClusterOptions {
@@ -161,7 +169,12 @@ impl TestCluster {
             let ports: Vec<u16> = (0..options.nodes).map(|_| free_port()).collect();
             let mut nodes: Vec<TestServer> = (0..options.nodes)
                 .map(|index| {
-                    TestServer::stopped(&node_name(index), ports[index], node_args(&options, &ports))
+                    let mut node =
+                        TestServer::stopped(&node_name(index), ports[index], node_args(&options, &ports));
+                    if options.http {
+                        node.set_http_port(free_port());
+                    }
+                    node
                 })
                 .collect();
             let mut failure = None;
@@ -223,6 +236,11 @@ impl TestCluster {
 
     pub fn addr(&self, index: usize) -> SocketAddr {
         self.nodes[index].addr()
+    }
+
+    /// The HTTP port of node `index` (with [`ClusterOptions::http`]).
+    pub fn http_addr(&self, index: usize) -> SocketAddr {
+        self.nodes[index].http_addr()
     }
 
     /// A connection to node `index`, after its READY frame.

@@ -14,6 +14,7 @@
 //! * [`netns`] — [`netns::NetCluster`]: nodes in network namespaces of
 //!   their own, with silent cuts, slow links, pauses, kills and restarts.
 //! * [`faults`] — the Jepsen-style fault harness built on it.
+//! * [`http`] — an HTTP client for the HTTP port, with Server-Sent Events.
 //! * [`proto`] — the spec's numbers, [`Reply`] with its assertions, and small
 //!   helpers (UUID check, id lists, a deterministic PRNG).
 //!
@@ -22,6 +23,7 @@
 
 pub mod cluster;
 pub mod faults;
+pub mod http;
 pub mod netns;
 pub mod proto;
 pub mod raw;

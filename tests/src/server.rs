@@ -54,6 +54,8 @@ pub struct TestServer {
     port: u16,
     node_name: String,
     extra_args: Vec<String>,
+    /// `--http-port`, when the server serves HTTP too.
+    http_port: Option<u16>,
     // Declared last: removed after the process is gone.
     dir: tempfile::TempDir,
 }
@@ -66,12 +68,25 @@ impl TestServer {
 
     /// Starts a server with extra CLI arguments (e.g. `["--max-frame-bytes", "1024"]`).
     pub async fn start_with(extra_args: &[&str]) -> TestServer {
+        TestServer::start_serving(extra_args, false).await
+    }
+
+    /// Starts a server that also serves HTTP (`--http-port`, see
+    /// [`TestServer::http_addr`]), with extra CLI arguments.
+    pub async fn start_http(extra_args: &[&str]) -> TestServer {
+        TestServer::start_serving(extra_args, true).await
+    }
+
+    async fn start_serving(extra_args: &[&str], http: bool) -> TestServer {
         let extra_args: Vec<String> = extra_args.iter().map(|s| (*s).to_owned()).collect();
         let mut server = TestServer::stopped(NODE_NAME, 0, extra_args);
         // A port picked as free can be taken by a parallel test before the
         // server binds it: try a few.
         for attempt in 0..3 {
             server.port = free_port();
+            if http {
+                server.http_port = Some(free_port());
+            }
             match server.spawn_and_wait().await {
                 Ok(()) => return server,
                 Err(error) if attempt < 2 => {
@@ -98,8 +113,23 @@ impl TestServer {
             port,
             node_name: node_name.to_owned(),
             extra_args,
+            http_port: None,
             dir,
         }
+    }
+
+    /// Serves HTTP on `port` too, from the next start on.
+    pub fn set_http_port(&mut self, port: u16) {
+        self.http_port = Some(port);
+    }
+
+    /// The address of the HTTP port.
+    #[track_caller]
+    pub fn http_addr(&self) -> SocketAddr {
+        let port = self
+            .http_port
+            .expect("this server was started without --http-port");
+        SocketAddr::from(([127, 0, 0, 1], port))
     }
 
     /// The `--node-name` this server runs with.
@@ -255,6 +285,9 @@ impl TestServer {
             .arg("--node-name")
             .arg(&self.node_name)
             .args(&self.extra_args);
+        if let Some(port) = self.http_port {
+            command.arg("--http-port").arg(port.to_string());
+        }
         // The TLS switch, unless the test brought certificates of its own.
         if crate::tls::enabled() && !self.extra_args.iter().any(|arg| arg == "--certs-dir") {
             command

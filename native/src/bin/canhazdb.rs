@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use canhazdb::http::{HttpOptions, DEFAULT_LOCK_LEASE};
 use canhazdb::server::{default_node_name, RunningServer, ServerConfig};
 use canhazdb::tls::{self, TlsFiles};
 use canhazdb_core::frame::DEFAULT_MAX_FRAME_BYTES;
@@ -102,6 +103,21 @@ struct RunArgs {
     /// Address for WebSocket connections [default: --host].
     #[arg(long, requires = "ws_port")]
     ws_host: Option<String>,
+    /// Also serve HTTP on this port; 0 picks a free one: REST under
+    /// /c/{collection}, locks under /locks, the change feed at /changes
+    /// (Server-Sent Events), /health/live, /health/ready, /metrics
+    /// (Prometheus), /ws (WebSocket) and an admin console at /. With TLS it
+    /// takes only mutual TLS, like --port.
+    #[arg(long)]
+    http_port: Option<u16>,
+    /// Address for HTTP connections [default: --host].
+    #[arg(long, requires = "http_port")]
+    http_host: Option<String>,
+    /// How long a lock taken over HTTP (POST /locks) is held unless renewed
+    /// (POST /locks/{id}/renew).
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_LOCK_LEASE.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..), requires = "http_port")]
+    http_lock_lease: u64,
     /// The cluster CA certificate (PEM): peers and clients must chain to it.
     #[arg(long, requires_all = ["tls_cert", "tls_key"], conflicts_with = "certs_dir")]
     tls_ca: Option<PathBuf>,
@@ -167,6 +183,10 @@ async fn main() -> std::process::ExitCode {
     let ws = cli
         .ws_port
         .map(|port| format!("{}:{port}", cli.ws_host.as_deref().unwrap_or(&cli.host)));
+    let http = cli.http_port.map(|port| HttpOptions {
+        address: format!("{}:{port}", cli.http_host.as_deref().unwrap_or(&cli.host)),
+        lock_lease: std::time::Duration::from_secs(cli.http_lock_lease),
+    });
     let config = ServerConfig {
         data_dir: cli
             .data_dir
@@ -179,6 +199,7 @@ async fn main() -> std::process::ExitCode {
         replicas: usize::from(cli.replicas),
         max_frame_bytes: cli.max_frame_bytes,
         ws,
+        http,
         tls,
         insecure: cli.insecure,
     };

@@ -14,7 +14,7 @@ use canhazdb_core::protocol::{Code, Command, LockStrategy, Status};
 use serde_json::Value;
 
 use super::connection::{Connection, Role};
-use super::{system, Node};
+use super::{metrics, system, Node};
 use crate::cluster::coordinator::{self, CoordinatorError};
 use crate::cluster::internal;
 use crate::locks::lease::WriteGuard;
@@ -76,22 +76,46 @@ pub struct Handled {
     pub lease: Option<WriteGuard>,
 }
 
+/// A request's reply (its status always set), and the collection lock its
+/// write held, to be finished as [`Handled::lease`] says.
+pub struct Answered {
+    pub reply: Reply,
+    pub lease: Option<WriteGuard>,
+}
+
+impl Answered {
+    pub fn status(&self) -> Status {
+        self.reply.status.unwrap_or(Status::ServerError)
+    }
+}
+
 /// The reply frame for `frame`.
 pub async fn handle(node: &Arc<Node>, connection: &Connection, frame: Frame) -> Handled {
+    let answered = answer(node, connection, &frame).await;
+    let status = answered.status();
+    Handled {
+        reply: Frame::new(frame.id, status.as_u8(), answered.reply.encode_payload()).to_bytes(),
+        lease: answered.lease,
+    }
+}
+
+/// The reply to `frame`, whatever the transport that brought it (frames
+/// from TCP and WebSocket sessions, requests of the HTTP port). Every
+/// request's count and latency are recorded here, and only here.
+pub async fn answer(node: &Arc<Node>, connection: &Connection, frame: &Frame) -> Answered {
+    let in_flight = metrics::RequestInFlight::start(frame.command);
     let mut lease = None;
-    let reply = match answer(node, connection, &frame, &mut lease).await {
+    let mut reply = match outcome(node, connection, frame, &mut lease).await {
         Ok(reply) => reply,
         Err(Failure(status, Some(message))) => Reply::error(status, message),
         Err(Failure(status, None)) => Reply::new(status),
     };
-    let status = reply.status.unwrap_or(Status::ServerError);
-    Handled {
-        reply: Frame::new(frame.id, status.as_u8(), reply.encode_payload()).to_bytes(),
-        lease,
-    }
+    let status = *reply.status.get_or_insert(Status::ServerError);
+    in_flight.finish(status);
+    Answered { reply, lease }
 }
 
-async fn answer(
+async fn outcome(
     node: &Arc<Node>,
     connection: &Connection,
     frame: &Frame,

@@ -6,10 +6,12 @@
 //! * [`dispatch`] — one request frame to one reply frame.
 //! * [`connection`] — what the node knows about one client connection.
 //! * [`notify`] — pushes notify paths to this node's connections.
+//! * [`metrics`] — request, connection and notify counters (Prometheus names).
 //! * [`system`] — the system collections.
 
 pub mod connection;
 pub mod dispatch;
+pub mod metrics;
 pub mod notify;
 pub mod system;
 

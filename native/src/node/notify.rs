@@ -95,6 +95,8 @@ impl LocalSubscribers for NotifyHub {
                         "closing a connection that does not read its notifications"
                     );
                     outlet.close.cancel();
+                } else {
+                    super::metrics::notify_delivered();
                 }
             }
         }

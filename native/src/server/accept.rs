@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::node::connection::Role;
+use crate::node::metrics::OpenConnection;
 use crate::node::Node;
 use crate::tls::{NodeTls, PeerIdentity};
 
@@ -32,8 +33,9 @@ fn role_of(identity: &PeerIdentity) -> Role {
 }
 
 /// Accepts connections until the node stops, and serves each with `serve`
-/// (the TCP transport's or the WebSocket transport's). With `tls`, only
-/// connections that complete a mutual TLS handshake are served.
+/// (the TCP, WebSocket or HTTP transport's). With `tls`, only connections
+/// that complete a mutual TLS handshake are served. `transport` names them
+/// in logs and in the `canhazdb_connections` gauge.
 pub async fn accept_loop<Serve, Served>(
     node: Arc<Node>,
     listener: TcpListener,
@@ -41,7 +43,7 @@ pub async fn accept_loop<Serve, Served>(
     transport: &'static str,
     serve: Serve,
 ) where
-    Serve: Fn(Arc<Node>, BoxStream, Role, CancellationToken) -> Served + Copy + Send + 'static,
+    Serve: Fn(Arc<Node>, BoxStream, Role, CancellationToken) -> Served + Clone + Send + 'static,
     Served: std::future::Future<Output = ()> + Send + 'static,
 {
     let shutdown = node.shutdown.clone();
@@ -63,11 +65,14 @@ pub async fn accept_loop<Serve, Served>(
         let _ = stream.set_nodelay(true);
         let close = shutdown.child_token();
         let Some(tls) = &tls else {
-            node.tasks
-                .spawn(serve(node.clone(), Box::new(stream), Role::Node, close));
+            let served = serve(node.clone(), Box::new(stream), Role::Node, close);
+            node.tasks.spawn(async move {
+                let _open = OpenConnection::open(transport);
+                served.await;
+            });
             continue;
         };
-        let (node, acceptor) = (node.clone(), tls.acceptor());
+        let (node, acceptor, serve) = (node.clone(), tls.acceptor(), serve.clone());
         node.tasks.clone().spawn(async move {
             let handshake = crate::tls::accept(&acceptor, stream, TLS_HANDSHAKE_TIMEOUT);
             let accepted = tokio::select! {
@@ -77,6 +82,7 @@ pub async fn accept_loop<Serve, Served>(
             match accepted {
                 Ok((stream, identity)) => {
                     tracing::debug!(%peer_address, ?identity, transport, "TLS connection accepted");
+                    let _open = OpenConnection::open(transport);
                     serve(node, Box::new(stream), role_of(&identity), close).await;
                 }
                 Err(error) => {

@@ -7,6 +7,9 @@
 //! * [`tcp`] — the TCP transport (frame reading and writing).
 //! * [`websocket`] — the WebSocket transport for browsers (one frame per binary message).
 //! * [`session`] — one connection, whatever its transport.
+//!
+//! The HTTP port's connections are accepted here too and served by
+//! [`crate::http`].
 
 pub mod accept;
 pub mod session;
@@ -19,6 +22,9 @@ use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpSocket};
 
+use crate::http::ws::WebSocketTransport;
+use crate::http::{HttpOptions, HttpServer};
+use crate::node::metrics::OpenConnection;
 use crate::node::{self, Node, NodeConfig, NodeError};
 use crate::tls::{NodeTls, TlsError, TlsFiles};
 
@@ -41,6 +47,8 @@ pub struct ServerConfig {
     pub max_frame_bytes: usize,
     /// Also accept WebSocket connections on this HOST:PORT (port 0 picks a free one).
     pub ws: Option<String>,
+    /// Also serve HTTP (REST, change feed, health, metrics) on a port.
+    pub http: Option<HttpOptions>,
     /// Mutual TLS on every listener and to every peer (spec section 7);
     /// `None`: plain TCP, allowed only on loopback unless `insecure`.
     pub tls: Option<TlsFiles>,
@@ -93,12 +101,14 @@ fn check_plain_hosts(config: &ServerConfig) -> Result<(), ServerError> {
     if config.tls.is_some() {
         return Ok(());
     }
-    let ws_host = config
-        .ws
-        .as_deref()
-        .and_then(|address| address.rsplit_once(':'))
-        .map(|(host, _)| host);
-    for host in std::iter::once(config.host.as_str()).chain(ws_host) {
+    let host_of = |address: &str| address.rsplit_once(':').map(|(host, _)| host.to_owned());
+    let ws_host = config.ws.as_deref().and_then(host_of);
+    let http_host = config.http.as_ref().and_then(|http| host_of(&http.address));
+    for host in std::iter::once(config.host.clone())
+        .chain(ws_host)
+        .chain(http_host)
+    {
+        let host = host.as_str();
         if is_loopback(host) {
             continue;
         }
@@ -142,18 +152,46 @@ pub(crate) async fn listen(address: &str) -> std::io::Result<TcpListener> {
     Err(last_error.unwrap_or_else(|| std::io::Error::other(format!("{address} resolves to no address"))))
 }
 
+/// Accepts the HTTP port's connections (with TLS, after the same handshake
+/// as the TCP port's) and serves them with [`HttpServer`], whose `/ws` is
+/// this server's WebSocket transport.
+fn serve_http(node: &Arc<Node>, listener: TcpListener, tls: Option<Arc<NodeTls>>, options: &HttpOptions) {
+    let websocket_node = node.clone();
+    let websocket: WebSocketTransport = Arc::new(move |stream, close| {
+        let node = websocket_node.clone();
+        Box::pin(async move {
+            let _open = OpenConnection::open("websocket");
+            websocket::serve_upgraded(node, Box::new(stream), close).await;
+        })
+    });
+    let http = HttpServer::new(node.clone(), options, Some(websocket));
+    node.tasks.spawn(accept::accept_loop(
+        node.clone(),
+        listener,
+        tls,
+        "http",
+        // Every HTTP connection is a client's, whatever its certificate.
+        move |_node, stream, _role, close| http.clone().serve(stream, close),
+    ));
+}
+
 /// A running node.
 pub struct RunningServer {
     node: Arc<Node>,
     tls: Option<Arc<NodeTls>>,
     local_addr: SocketAddr,
     ws_local_addr: Option<SocketAddr>,
+    http_local_addr: Option<SocketAddr>,
 }
 
 impl RunningServer {
     /// Binds the ports, opens the node and starts accepting connections.
     pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         check_plain_hosts(&config)?;
+        if config.http.is_some() {
+            // Before any listener accepts: /metrics counts from the first connection on.
+            crate::http::metrics::recorder();
+        }
         let tls = match &config.tls {
             Some(files) => Some(Arc::new(NodeTls::load(files.clone())?)),
             None => None,
@@ -176,6 +214,20 @@ impl RunningServer {
         let ws_local_addr = ws_listener
             .as_ref()
             .and_then(|listener| listener.local_addr().ok());
+        let http_listener = match &config.http {
+            None => None,
+            Some(http) => Some(
+                listen(&http.address)
+                    .await
+                    .map_err(|source| ServerError::Listen {
+                        address: http.address.clone(),
+                        source,
+                    })?,
+            ),
+        };
+        let http_local_addr = http_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok());
         let mut me = node::member(&config.node_name, &config.host, local_addr.port());
         if let Some(address) = &config.advertise {
             me.address = address.clone();
@@ -185,7 +237,7 @@ impl RunningServer {
             node.clone(),
             listener,
             tls.clone(),
-            "TCP",
+            "tcp",
             tcp::serve,
         ));
         if let Some(listener) = ws_listener {
@@ -193,10 +245,14 @@ impl RunningServer {
                 node.clone(),
                 listener,
                 tls.clone(),
-                "WebSocket",
+                "websocket",
                 websocket::serve,
             ));
             tracing::info!(ws_local_addr = ?ws_local_addr, "accepting WebSocket connections");
+        }
+        if let (Some(listener), Some(options)) = (http_listener, &config.http) {
+            serve_http(&node, listener, tls.clone(), options);
+            tracing::info!(http_local_addr = ?http_local_addr, "accepting HTTP connections");
         }
         let security = if tls.is_some() { "mutual TLS" } else { "plain TCP" };
         tracing::info!(node = %config.node_name, %local_addr, security, data_dir = %config.data_dir.display(), "canhazdb started");
@@ -205,6 +261,7 @@ impl RunningServer {
             tls,
             local_addr,
             ws_local_addr,
+            http_local_addr,
         })
     }
 
@@ -215,6 +272,11 @@ impl RunningServer {
     /// Where WebSocket connections are accepted, if `ServerConfig::ws` asked for them.
     pub fn ws_local_addr(&self) -> Option<SocketAddr> {
         self.ws_local_addr
+    }
+
+    /// Where HTTP connections are accepted, if `ServerConfig::http` asked for them.
+    pub fn http_local_addr(&self) -> Option<SocketAddr> {
+        self.http_local_addr
     }
 
     /// Reads the certificate files again (SIGHUP): new connections, in and

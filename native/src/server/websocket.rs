@@ -1,6 +1,7 @@
 //! The WebSocket transport, for browsers: each binary message is exactly one
 //! frame (spec section 1), with the same semantics as TCP — READY on open,
-//! pipelining, NOTIFY pushes, locks released when the socket closes.
+//! pipelining, NOTIFY pushes, locks released when the socket closes. It
+//! serves `--ws-port` and `GET /ws` on the HTTP port ([`serve_upgraded`]).
 //!
 //! * A text message is answered with STATUS_BAD_REQUEST ("send binary
 //!   messages"); the connection stays usable. Its first two bytes are taken
@@ -61,13 +62,30 @@ fn leading_id(message: &[u8]) -> u16 {
     }
 }
 
+/// Messages and frames of at most `limit` bytes (`--max-frame-bytes`).
+fn config(limit: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(limit))
+        .max_frame_size(Some(limit))
+}
+
+/// Serves a connection whose WebSocket handshake the HTTP port answered
+/// (`GET /ws`): a client connection, like every connection of that port.
+pub async fn serve_upgraded(node: Arc<Node>, stream: BoxStream, close: CancellationToken) {
+    let config = config(node.max_frame_bytes);
+    let socket = WebSocketStream::from_raw_socket(
+        stream,
+        tokio_tungstenite::tungstenite::protocol::Role::Server,
+        Some(config),
+    )
+    .await;
+    serve_socket(node, socket, Role::Client, close).await;
+}
+
 /// Serves one WebSocket connection until the peer closes it, sends an
 /// oversized message, or the server shuts down.
 pub async fn serve(node: Arc<Node>, stream: BoxStream, role: Role, close: CancellationToken) {
-    let limit = node.max_frame_bytes;
-    let config = WebSocketConfig::default()
-        .max_message_size(Some(limit))
-        .max_frame_size(Some(limit));
+    let config = config(node.max_frame_bytes);
     let handshake = tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
         tokio_tungstenite::accept_async_with_config(stream, Some(config)),
@@ -86,6 +104,17 @@ pub async fn serve(node: Arc<Node>, stream: BoxStream, role: Role, close: Cancel
             }
         },
     };
+    serve_socket(node, socket, role, close).await;
+}
+
+/// Serves an open WebSocket: READY, then requests and replies.
+async fn serve_socket(
+    node: Arc<Node>,
+    socket: WebSocketStream<BoxStream>,
+    role: Role,
+    close: CancellationToken,
+) {
+    let limit = node.max_frame_bytes;
     let (sink, mut source) = socket.split();
     let (session, outgoing) = Session::open(node.clone(), role, close.clone());
     // Errors the transport answers itself (text messages); the session's

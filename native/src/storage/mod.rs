@@ -18,7 +18,7 @@
 //!   a plan; [`topk`] — ORDER and bounded top-k.
 //! * [`apply`] — each write's effect in a transaction; [`writer`] — the
 //!   group-commit thread; [`redo`] — effects as logged; [`wal`] — the
-//!   write-ahead log file.
+//!   write-ahead log file; [`metrics`] — what the writer measures.
 
 mod apply;
 mod catalog;
@@ -26,6 +26,7 @@ mod codec;
 mod error;
 mod index;
 mod key_encoding;
+pub mod metrics;
 mod planner;
 mod read;
 mod redo;

@@ -452,6 +452,7 @@ impl Committer {
         if let Err(error) = transaction.commit() {
             return Err(self.undo_append(before, error.into()));
         }
+        super::metrics::group_committed(outcomes.len(), logged - applied, self.log.len());
         tracing::debug!(
             operations = outcomes.len(),
             apply_us = (applied - started).as_micros() as u64,
@@ -495,11 +496,14 @@ impl Committer {
             self.log.clear()
         })();
         match result {
-            Ok(()) => tracing::debug!(
-                sequence = self.last_sequence,
-                elapsed_us = started.elapsed().as_micros() as u64,
-                "storage checkpoint"
-            ),
+            Ok(()) => {
+                super::metrics::checkpointed(started.elapsed());
+                tracing::debug!(
+                    sequence = self.last_sequence,
+                    elapsed_us = started.elapsed().as_micros() as u64,
+                    "storage checkpoint"
+                );
+            }
             Err(error) => {
                 self.break_with(error);
             }
