@@ -155,6 +155,7 @@ pub async fn handle(
                 .await
                 .map_err(|refused| {
                     tracing::warn!(%refused, collection, "refused a write from a peer");
+                    view.refused_a_write();
                     server_error(refused)
                 })?;
             InternalReply::Changed(local::update(cluster, &collection, query, change, &online).await?)

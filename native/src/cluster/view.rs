@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
@@ -56,6 +57,8 @@ pub struct ClusterView {
     unrepaired: Mutex<Option<(u64, BTreeSet<DocumentKey>)>>,
     /// When the watchdog last ran (see [`ClusterView::watchdog_tick`]).
     last_watchdog: Mutex<Instant>,
+    /// Writes from peers this node refused (see [`ClusterView::refused_a_write`]).
+    refused_writes: AtomicU64,
     dialer: Dialer,
 }
 
@@ -129,6 +132,7 @@ impl ClusterView {
             }),
             unrepaired: Mutex::new(None),
             last_watchdog: Mutex::new(Instant::now()),
+            refused_writes: AtomicU64::new(0),
             dialer,
         })
     }
@@ -271,9 +275,22 @@ impl ClusterView {
         locked(&self.last_watchdog).elapsed() >= STALLED_AFTER
     }
 
-    /// How often this node has lost contact with any of its peers.
+    /// How often this node may have missed writes: it lost contact with
+    /// any of its peers, or refused a peer's write. Each one makes it stale
+    /// until a repair round that began afterwards ([`Self::check_is_stale`]).
     pub fn contact_losses(&self) -> u64 {
-        self.peers().iter().map(|peer| peer.contact_losses()).sum()
+        let lost: u64 = self.peers().iter().map(|peer| peer.contact_losses()).sum();
+        lost + self.refused_writes.load(Ordering::Acquire)
+    }
+
+    /// This node refused a write that a peer coordinated (it was fenced
+    /// out): the coordinator records a repair for it, and until this node
+    /// has fetched and applied that record it must neither serve reads nor
+    /// be a repair source, for its copies may lack that very write (a
+    /// returning node once copied a document back from a replica that had
+    /// refused its DELETE).
+    pub fn refused_a_write(&self) {
+        self.refused_writes.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Peers that answer (healthy or not), for writes.
@@ -400,5 +417,43 @@ impl ClusterView {
                 }
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(dir: &Path) -> ClusterView {
+        let me = Member {
+            name: "n1".into(),
+            address: "127.0.0.1:1".into(),
+        };
+        ClusterView::open(dir, me, &[], 3, Dialer::new(None)).expect("a view opens")
+    }
+
+    #[test]
+    fn a_refused_write_makes_the_node_stale_until_a_later_repair_round() {
+        let dir = tempfile::tempdir().unwrap();
+        let view = view(dir.path());
+        let losses = view.contact_losses();
+        view.set_unrepaired(losses, BTreeSet::new());
+        view.set_repair_state(RepairState::checked_through(losses));
+        assert!(!view.check_is_stale());
+        assert!(view.is_repair_source("docs", "d1"));
+
+        view.refused_a_write();
+        assert!(view.check_is_stale(), "a node that refused a write may lack it");
+        assert!(
+            !view.is_repair_source("docs", "d1"),
+            "its copies may be the stale ones a repair would copy back"
+        );
+
+        // A round that began after the refusal found nothing more to apply.
+        let losses = view.contact_losses();
+        view.set_unrepaired(losses, BTreeSet::new());
+        view.set_repair_state(RepairState::checked_through(losses));
+        assert!(!view.check_is_stale());
+        assert!(view.is_repair_source("docs", "d1"));
     }
 }
