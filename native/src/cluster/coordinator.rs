@@ -495,14 +495,28 @@ pub async fn update(
         .parse_query()
         .map_err(|error| CoordinatorError::BadRequest(error.to_string()))?;
     let deletes = matches!(change, Change::Delete);
+    let fence = cluster.fences.stamp(lock_id);
     let request = InternalRequest::Update {
         collection: collection.to_owned(),
         query: query.clone(),
         change: change.clone(),
         online: online.clone(),
-        fence: cluster.fences.stamp(lock_id),
+        fence: fence.clone(),
     };
-    let local_share = local::update(cluster, collection, query, change, &online);
+    // This node's copies are fenced like everyone's, and first, so that a
+    // refusal here changes nothing anywhere: the lock can be revoked (its
+    // node counted as gone) in the very log batch that granted it, and a
+    // write applied here under a revoked lock, and refused by the replicas
+    // that know, would leave the copies disagreeing.
+    let applying = cluster
+        .fences
+        .admit(&cluster.locks, collection, &fence)
+        .await
+        .map_err(|refused| CoordinatorError::Unavailable(format!("{refused}; nothing was changed")))?;
+    let local_share = async {
+        let _applying = applying;
+        local::update(cluster, collection, query, change, &online).await
+    };
     let deadline = Some(Deadline::after(REQUEST_BUDGET));
     let (local, remote) = tokio::join!(local_share, call_all(reachable, request, deadline));
     let mut answered: BTreeSet<String> = BTreeSet::from([cluster.view.name().to_owned()]);
