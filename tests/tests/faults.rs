@@ -7,9 +7,10 @@
 //! running, and so under the TLS switch (the namespaces' addresses are not
 //! in the harness's certificates).
 //!
-//! Not yet part of the default run: the 32-minute run still finds anomalies
-//! (LOCKs left waiting, nodes that do not recover, one missed notify; issue
-//! 11's note lists them), so this would fail at random. Run it with
+//! Not yet part of the default run: long runs still find anomalies (a
+//! document that every node holds repair records for has no repair source,
+//! and the cluster stays unhealthy; issue 11's note), so this would fail at
+//! random. Run it with
 //! `cargo test -p canhazdb-tests --test faults -- --ignored`.
 
 use std::time::Duration;
