@@ -27,6 +27,9 @@ ensure_rust_components
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "Debian packages (Chromium renders the HTTP console in the Rust tests too)"
+scripts/wasm.sh deps
+
 step "Rust workspace tests"
 # The integration tests in tests/ start the real binaries: build them first.
 cargo build --locked --bins -p canhazdb

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The browser client: builds wasm/pkg and runs its tests.
 #
+#   scripts/wasm.sh deps    install the Debian packages it needs (also Chromium)
 #   scripts/wasm.sh build   build the ES-module package in wasm/pkg
 #   scripts/wasm.sh test    build it, check canhazdb-core alone for wasm32,
 #                           build the server, then run the Node.js tests and
@@ -184,6 +185,9 @@ clippy() {
 }
 
 case $MODE in
+    deps)
+        ensure_apt_packages
+        ;;
     build)
         build_package
         ;;
@@ -198,7 +202,7 @@ case $MODE in
         clippy
         ;;
     *)
-        echo "usage: scripts/wasm.sh [build|test|clippy]" >&2
+        echo "usage: scripts/wasm.sh [deps|build|test|clippy]" >&2
         exit 2
         ;;
 esac
