@@ -495,24 +495,23 @@ pub async fn update(
         .parse_query()
         .map_err(|error| CoordinatorError::BadRequest(error.to_string()))?;
     let deletes = matches!(change, Change::Delete);
-    let fence = cluster.fences.stamp(lock_id);
-    let request = InternalRequest::Update {
-        collection: collection.to_owned(),
-        query: query.clone(),
-        change: change.clone(),
-        online: online.clone(),
-        fence: fence.clone(),
-    };
     // This node's copies are fenced like everyone's, and first, so that a
     // refusal here changes nothing anywhere: the lock can be revoked (its
     // node counted as gone) in the very log batch that granted it, and a
     // write applied here under a revoked lock, and refused by the replicas
     // that know, would leave the copies disagreeing.
-    let applying = cluster
+    let (fence, applying) = cluster
         .fences
-        .admit(&cluster.locks, collection, &fence)
+        .stamp_and_admit(&cluster.locks, collection, lock_id)
         .await
         .map_err(|refused| CoordinatorError::Unavailable(format!("{refused}; nothing was changed")))?;
+    let request = InternalRequest::Update {
+        collection: collection.to_owned(),
+        query: query.clone(),
+        change: change.clone(),
+        online: online.clone(),
+        fence,
+    };
     let local_share = async {
         let _applying = applying;
         local::update(cluster, collection, query, change, &online).await

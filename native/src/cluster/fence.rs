@@ -48,12 +48,29 @@ impl Fences {
     }
 
     /// The fence of a write this node coordinates under `lock_id`.
-    pub fn stamp(&self, lock_id: &str) -> Fence {
+    fn stamp(&self, lock_id: &str) -> Fence {
         Fence {
             lock_id: lock_id.to_owned(),
             coordinator: self.node.clone(),
             sequence: self.next_sequence.fetch_add(1, Ordering::Relaxed),
         }
+    }
+
+    /// Stamps a write this node coordinates under `lock_id` and admits it
+    /// here, in one step: stamped under the collection's apply lock, this
+    /// node's writes are admitted in the order of their sequence numbers
+    /// (stamped apart, two pipelined writes under one client lock could
+    /// reach the check the other way round, and the earlier be refused).
+    pub async fn stamp_and_admit(
+        &self,
+        locks: &LockManager,
+        collection: &str,
+        lock_id: &str,
+    ) -> Result<(Fence, OwnedMutexGuard<()>), FenceError> {
+        let guard = self.collection(collection).lock_owned().await;
+        let fence = self.stamp(lock_id);
+        self.check(locks, collection, &fence).await?;
+        Ok((fence, guard))
     }
 
     /// Admits a write to `collection` stamped with `fence`: waits (briefly)
@@ -66,6 +83,12 @@ impl Fences {
         fence: &Fence,
     ) -> Result<OwnedMutexGuard<()>, FenceError> {
         let guard = self.collection(collection).lock_owned().await;
+        self.check(locks, collection, fence).await?;
+        Ok(guard)
+    }
+
+    /// The admission rules, with the collection's apply lock held.
+    async fn check(&self, locks: &LockManager, collection: &str, fence: &Fence) -> Result<(), FenceError> {
         if !locks
             .wait_until_held(collection, &fence.lock_id, WAIT_FOR_GRANT)
             .await
@@ -76,7 +99,7 @@ impl Fences {
             });
         }
         self.table().admit(fence)?;
-        Ok(guard)
+        Ok(())
     }
 
     fn table(&self) -> MutexGuard<'_, FenceTable> {

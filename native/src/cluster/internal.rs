@@ -68,6 +68,24 @@ fn refuse_stale_view(cluster: &Cluster, online: &[String]) -> Result<(), Interna
     }
 }
 
+/// How long after refusing a write this node stays stale at the least: the
+/// coordinator records the repair only once every replica has answered (or
+/// its request budget ran out), and a repair round that asked before then
+/// would find nothing and clear the node with its old copy still in place.
+const REPAIR_RECORDED_WITHIN: std::time::Duration = std::time::Duration::from_secs(7);
+
+/// This node refused a peer's write: stale now, and again once the
+/// coordinator has surely recorded the repair, so that only a repair round
+/// that began after that can clear it.
+fn note_refused_write(cluster: &Arc<Cluster>) {
+    cluster.view.refused_a_write();
+    let cluster = cluster.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(REPAIR_RECORDED_WITHIN).await;
+        cluster.view.refused_a_write();
+    });
+}
+
 pub async fn handle(
     cluster: &Arc<Cluster>,
     request: InternalRequest,
@@ -155,7 +173,7 @@ pub async fn handle(
                 .await
                 .map_err(|refused| {
                     tracing::warn!(%refused, collection, "refused a write from a peer");
-                    view.refused_a_write();
+                    note_refused_write(cluster);
                     server_error(refused)
                 })?;
             InternalReply::Changed(local::update(cluster, &collection, query, change, &online).await?)

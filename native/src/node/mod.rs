@@ -8,11 +8,13 @@
 //! * [`notify`] — pushes notify paths to this node's connections.
 //! * [`metrics`] — request, connection and notify counters (Prometheus names).
 //! * [`system`] — the system collections.
+//! * `run` — where this run numbers its connections from.
 
 pub mod connection;
 pub mod dispatch;
 pub mod metrics;
 pub mod notify;
+mod run;
 pub mod system;
 
 use std::path::PathBuf;
@@ -118,11 +120,11 @@ impl Node {
         }
         let (host, port) = split_address(&me_address);
         let started = run_started_micros();
-        // This run numbers its connections from above every earlier run's
-        // (1,024 a microsecond of the time between two starts to spare), so
-        // the lock table can tell an earlier run's locks from this one's.
-        // The first number owns the write leases; clients get the rest.
-        let first_connection = started.saturating_mul(1024);
+        // This run numbers its connections from above every earlier run's,
+        // so the lock table can tell an earlier run's locks from this
+        // one's. The first number owns the write leases; clients get the rest.
+        let first_connection =
+            run::first_connection(&config.data_dir, started).map_err(NodeError::Cluster)?;
         let write_leases = WriteLeases::new(
             locks.clone(),
             LockOwner {
