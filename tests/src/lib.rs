@@ -33,4 +33,4 @@ pub mod tls;
 pub use cluster::{ClusterOptions, Join, TestCluster};
 pub use proto::{cmd, describe_frame, ids_of, is_uuid_v4, status, Reply, XorShift};
 pub use raw::{RawConn, ReadError, QUIET, READ_TIMEOUT};
-pub use server::{binary_path, TestServer, NODE_NAME};
+pub use server::{binary_path, refused_start, TestServer, NODE_NAME};

@@ -42,6 +42,25 @@ pub fn binary_path() -> PathBuf {
     path
 }
 
+/// Starts the server binary with `args` and `--data-dir data_dir`, which
+/// must refuse to start at once (within 10 s); returns what it wrote to
+/// stderr.
+pub async fn refused_start(args: &[&str], data_dir: &Path) -> String {
+    let output = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::process::Command::new(binary_path())
+            .args(args)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .output(),
+    )
+    .await
+    .expect("the refusal is immediate")
+    .expect("run the binary");
+    assert!(!output.status.success(), "it must not start: {args:?}");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 /// A free loopback port (bound, read, released).
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");

@@ -338,6 +338,19 @@ async fn lock_ids(web: std::net::SocketAddr) -> Vec<String> {
     document_ids(&locks)
 }
 
+/// Waits (see `eventually`) until system.locks through `web` is empty.
+async fn until_no_locks(web: std::net::SocketAddr, what: &str) {
+    eventually(what, || async {
+        let ids = lock_ids(web).await;
+        if ids.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{ids:?}"))
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn writes_honour_locks_of_either_protocol() {
     let cluster = TestCluster::start_with(ClusterOptions::new(3).http()).await;
@@ -418,15 +431,7 @@ async fn writes_honour_locks_of_either_protocol() {
     .await
     .expect(200);
     assert_eq!(unlocked.json()["lockId"], http_lock_id);
-    eventually("the lock is gone everywhere", || async {
-        let ids = lock_ids(web).await;
-        if ids.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("{ids:?}"))
-        }
-    })
-    .await;
+    until_no_locks(web, "the lock is gone everywhere").await;
     http::call(
         web,
         post("guarded", json!({"n": 7})).header("lock-strategy", "fail"),
@@ -458,15 +463,7 @@ async fn an_http_lock_lasts_while_renewed_and_expires_after() {
     .expect_error(423, status::LOCKED, "STATUS_LOCKED");
     // Left alone, it goes within its lease (and the timer's slack).
     let left_alone = Instant::now();
-    eventually("the unrenewed lock is released", || async {
-        let ids = lock_ids(web).await;
-        if ids.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("{ids:?}"))
-        }
-    })
-    .await;
+    until_no_locks(web, "the unrenewed lock is released").await;
     let held_for = left_alone.elapsed();
     assert!(
         held_for >= Duration::from_millis(900),
@@ -877,29 +874,20 @@ async fn render(browser: &str, url: &str) -> String {
 #[tokio::test]
 async fn plain_http_beyond_loopback_needs_insecure() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let output = tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio::process::Command::new(canhazdb_tests::binary_path())
-            .args([
-                "--port",
-                "0",
-                "--http-port",
-                "0",
-                "--http-host",
-                "0.0.0.0",
-                "--node-name",
-                "open",
-            ])
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .env_remove("CANHAZDB_TEST_TLS")
-            .output(),
+    let stderr = canhazdb_tests::refused_start(
+        &[
+            "--port",
+            "0",
+            "--http-port",
+            "0",
+            "--http-host",
+            "0.0.0.0",
+            "--node-name",
+            "open",
+        ],
+        &dir.path().join("data"),
     )
-    .await
-    .expect("the refusal is immediate")
-    .expect("run the binary");
-    assert!(!output.status.success(), "it must not start");
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    .await;
     assert!(
         stderr.contains("refusing to listen on 0.0.0.0 without TLS"),
         "{stderr}"

@@ -431,26 +431,19 @@ async fn certificates_are_reloaded_on_sighup() {
 #[tokio::test]
 async fn without_tls_a_node_refuses_to_listen_beyond_loopback() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let output = tokio::time::timeout(
-        WAIT,
-        tokio::process::Command::new(canhazdb_tests::binary_path())
-            .args(["--host", "0.0.0.0", "--port", "0", "--node-name", "open"])
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .output(),
+    let stderr = canhazdb_tests::refused_start(
+        &["--host", "0.0.0.0", "--port", "0", "--node-name", "open"],
+        &dir.path().join("data"),
     )
-    .await
-    .expect("the refusal is immediate")
-    .expect("run the binary");
-    assert!(!output.status.success(), "it must not start");
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    .await;
     assert!(
         stderr.contains("refusing to listen on 0.0.0.0 without TLS") && stderr.contains("--insecure"),
         "the refusal says why and what to do: {stderr}"
     );
     // The same with a WebSocket host beyond loopback.
-    let output = tokio::process::Command::new(canhazdb_tests::binary_path())
-        .args([
+    // (refused_start asserts that it does not start.)
+    canhazdb_tests::refused_start(
+        &[
             "--port",
             "0",
             "--ws-port",
@@ -459,13 +452,10 @@ async fn without_tls_a_node_refuses_to_listen_beyond_loopback() {
             "0.0.0.0",
             "--node-name",
             "open",
-        ])
-        .arg("--data-dir")
-        .arg(dir.path().join("data2"))
-        .output()
-        .await
-        .expect("run the binary");
-    assert!(!output.status.success(), "the WebSocket host counts too");
+        ],
+        &dir.path().join("data2"),
+    )
+    .await;
     assert!(
         !dir.path().join("data").exists(),
         "a refused start writes nothing"
