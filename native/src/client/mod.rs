@@ -74,8 +74,7 @@ impl Client {
     /// matters). Does not wait for the server's READY; see [`wait_ready`](Client::wait_ready).
     pub async fn connect(addr: impl ToSocketAddrs) -> Result<Client, Error> {
         let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        Ok(Client::from_stream(stream))
+        Client::over_tcp(stream, None).await
     }
 
     /// Connects over TLS with `connector` (from [`ClientTls`] for a client,
@@ -83,14 +82,25 @@ impl Client {
     /// connector's CA and name the host of `addr` (`host:port`); the
     /// connector's client certificate is presented (the server requires one).
     pub async fn connect_tls(addr: &str, connector: &TlsConnector) -> Result<Client, Error> {
+        let stream = TcpStream::connect(addr).await?;
+        Client::over_tcp(stream, Some((addr, connector))).await
+    }
+
+    /// Serves a TCP connection made by the caller (who may have set socket
+    /// options of its own): sets TCP_NODELAY and, given `(addr, connector)`,
+    /// does the TLS handshake for the host of `addr` first, as
+    /// [`connect_tls`](Client::connect_tls) does.
+    pub async fn over_tcp(stream: TcpStream, tls: Option<(&str, &TlsConnector)>) -> Result<Client, Error> {
+        stream.set_nodelay(true)?;
+        let Some((addr, connector)) = tls else {
+            return Ok(Client::from_stream(stream));
+        };
         let host = match addr.rsplit_once(':') {
             Some((host, _port)) => host.trim_matches(['[', ']']),
             None => addr,
         };
         let name = ServerName::try_from(host.to_owned())
             .map_err(|_| Error::Tls(format!("{host:?} is not a host name or IP address")))?;
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
         let stream = crate::tls::connect(connector, name, stream, TLS_HANDSHAKE_TIMEOUT)
             .await
             .map_err(|error| Error::Tls(error.to_string()))?;

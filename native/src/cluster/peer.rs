@@ -54,9 +54,19 @@ impl Dialer {
         Dialer { tls }
     }
 
+    /// Connects with a zero linger time: when this node gives up on a
+    /// connection (a request timed out, the peer looked gone), closing it
+    /// resets it and drops whatever the kernel still had to send. Closed
+    /// the usual way, the socket keeps retransmitting its unsent requests
+    /// with growing backoff, and after a partition heals a write this node
+    /// counted as missed (and recorded a repair for) could still arrive
+    /// and be applied, seconds after later writes: a POST's StoreReplica
+    /// landing after a DELETE of the same document brought it back.
     async fn connect(&self, address: &str) -> Result<Client, crate::client::Error> {
+        let stream = tokio::net::TcpStream::connect(address).await?;
+        stream.set_zero_linger()?;
         let connector = self.tls.as_ref().map(|tls| tls.connector());
-        Client::connect_with(address, connector.as_ref()).await
+        Client::over_tcp(stream, connector.as_ref().map(|connector| (address, connector))).await
     }
 }
 
@@ -280,5 +290,29 @@ impl Peer {
             let _ = tokio::time::timeout(CONNECT_TIMEOUT, client.close()).await;
         }
         self.mark_unreachable();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn a_connection_given_up_is_reset_not_closed() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address").to_string();
+        let dialer = Dialer::default();
+        let (client, accepted) = tokio::join!(dialer.connect(&address), listener.accept());
+        let (client, (mut other_end, _)) = (client.expect("connect"), accepted.expect("accept"));
+        client.close().await;
+        let mut buffer = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(5), other_end.read(&mut buffer))
+            .await
+            .expect("the other end learns of the close");
+        // A graceful close reads as the end of the stream (Ok(0)); a reset
+        // means the kernel dropped anything left to send.
+        let error = read.expect_err("reset, not a clean end of stream");
+        assert_eq!(error.kind(), std::io::ErrorKind::ConnectionReset);
     }
 }
