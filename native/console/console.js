@@ -13,13 +13,17 @@ const TICK_MS = 2000;
 
 const wsUrl = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
 
-/** What the views share: the connection (replaced after a reconnect) and the metrics history. */
+/**
+ * What the views share: the connection (null while disconnected, a new one
+ * after a reconnect), the name of the node it is on, the metrics history,
+ * `show(view)` (set below) and `browse(collection)` (set by the Documents view).
+ */
 const app = {
   db: null,
   nodeName: null,
   metrics: new MetricsHistory(),
-  /** The view's name, and opens it (views call this to hand over, e.g. a collection to browse). */
   show: null,
+  browse: null,
 };
 
 const views = {
@@ -31,6 +35,8 @@ const views = {
   metrics: metricsView(app),
 };
 let current = 'collections';
+/** Whether the first connection is still to be made (it follows the page's link). */
+let opening = true;
 
 function setConnection(text, state) {
   $('#connection').textContent = text;
@@ -52,6 +58,16 @@ async function open() {
       showError('connection closed', event.detail.error ?? event.detail.reason ?? `code ${event.detail.code}`);
       setTimeout(open, TICK_MS);
     });
+    if (opening) {
+      // A link such as /?collection=tests&query={"n":1} opens that search.
+      opening = false;
+      const link = new URLSearchParams(location.search);
+      if (link.has('collection')) {
+        if (link.has('query')) $('#find-query').value = link.get('query');
+        await app.browse(link.get('collection'));
+        return;
+      }
+    }
     views[current].enter?.();
   } catch (error) {
     setConnection(`Cannot connect to ${wsUrl}; retrying…`, 'disconnected');

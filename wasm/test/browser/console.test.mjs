@@ -184,30 +184,31 @@ describe('the admin console in headless Chromium', () => {
 
   it('pages through documents by id, and with a query', TEST_TIMEOUT, async () => {
     for (const id of ['p1', 'p2', 'p3', 'p4', 'p5']) await db.post('console-pages', { id, even: id.endsWith('2') || id.endsWith('4') });
-    const ids = () => page.locator('#results tbody tr td:first-child').allTextContents();
+    const shows = (what, ids) =>
+      eventually(what, async () => (await page.locator('#results tbody tr td:first-child').allTextContents()).join() === ids);
     await page.fill('#find-collection', 'console-pages');
     await page.fill('#find-limit', '2');
     await page.click('#find button[type=submit]');
-    await eventually('first page', async () => (await ids()).join() === 'p1,p2');
+    await shows('first page', 'p1,p2');
     await page.click('#next-page');
-    await eventually('second page', async () => (await ids()).join() === 'p3,p4');
+    await shows('second page', 'p3,p4');
     await page.click('#next-page');
-    await eventually('last page', async () => (await ids()).join() === 'p5');
+    await shows('last page', 'p5');
     assert.equal(await page.isDisabled('#next-page'), true);
     await page.click('#first-page');
-    await eventually('back to the first page', async () => (await ids()).join() === 'p1,p2');
+    await shows('back to the first page', 'p1,p2');
 
     await page.fill('#find-query', '{"even": false}');
     await page.fill('#find-fields', 'even');
     await page.click('#find button[type=submit]');
-    await eventually('first page of the query', async () => (await ids()).join() === 'p1,p3');
+    await shows('first page of the query', 'p1,p3');
     await page.click('#next-page');
-    await eventually('second page of the query', async () => (await ids()).join() === 'p5');
+    await shows('second page of the query', 'p5');
 
     // A custom order shows one page: the id cursor would not follow it.
     await page.fill('#find-order', 'desc(id)');
     await page.click('#find button[type=submit]');
-    await eventually('ordered', async () => (await ids()).join() === 'p5,p3');
+    await shows('ordered', 'p5,p3');
     assert.equal(await page.isDisabled('#next-page'), true);
     assert.match(await page.textContent('#page-status'), /paging needs the default id order/);
 
@@ -218,6 +219,17 @@ describe('the admin console in headless Chromium', () => {
     await page.fill('#find-query', '{"even": {"$nope": 1}}');
     await page.click('#find button[type=submit]');
     await page.waitForSelector('#error:has-text("STATUS_BAD_REQUEST")', WAIT);
+  });
+
+  it('opens a linked search', TEST_TIMEOUT, async () => {
+    const linked = await context.newPage();
+    linked.on('pageerror', (error) => problems.push(`pageerror: ${error.message}`));
+    const query = encodeURIComponent('{"even": true}');
+    await linked.goto(`${pageNode.httpUrl}/?collection=console-pages&query=${query}`);
+    await linked.waitForFunction(() => document.querySelectorAll('#results tbody tr').length === 2, null, WAIT);
+    assert.deepEqual(await linked.locator('#results tbody tr td:first-child').allTextContents(), ['p2', 'p4']);
+    assert.equal(await linked.getAttribute('nav button[data-view="documents"]', 'aria-current'), 'page');
+    await linked.close();
   });
 
   it('shows locks held and queued, live', TEST_TIMEOUT, async () => {
