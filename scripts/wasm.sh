@@ -3,7 +3,12 @@
 #
 #   scripts/wasm.sh deps    install the Debian packages it needs (also Chromium)
 #   scripts/wasm.sh build   build the ES-module package in wasm/pkg
-#   scripts/wasm.sh test    build it, check canhazdb-core alone for wasm32,
+#   scripts/wasm.sh console build it and copy the client the HTTP console
+#                           embeds into native/console/wasm (committed, so
+#                           the server builds without the wasm toolchain),
+#                           with a stamp of the sources it was built from
+#   scripts/wasm.sh test    check the console's stamp, build the package,
+#                           check canhazdb-core alone for wasm32,
 #                           build the server, then run the Node.js tests and
 #                           the headless Chromium tests (node --test)
 #   scripts/wasm.sh clippy  clippy on the wasm crate
@@ -31,6 +36,10 @@ APT_PACKAGES=(rustc-web cargo-web rust-web-src binaryen chromium)
 # (the entry point) loads it.
 BINDINGS_NAME=canhazdb_wasm_bindings
 SIZE_LIMIT=$((400 * 1024))
+CONSOLE_WASM=$ROOT/native/console/wasm
+CONSOLE_STAMP=$CONSOLE_WASM/sources.sha256
+# What the console's wasm client is built from.
+CONSOLE_SOURCES=(core/src core/Cargo.toml wasm/src wasm/js wasm/Cargo.toml Cargo.lock)
 
 step() { printf '\n==> wasm: %s\n' "$*"; }
 
@@ -120,6 +129,34 @@ build_package() {
     fi
 }
 
+# One sha256 over the console client's sources: each file's own hash, in a
+# sorted list of paths relative to the repository, hashed again.
+sources_digest() {
+    find "${CONSOLE_SOURCES[@]}" -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1
+}
+
+build_console() {
+    build_package
+    step "copying the wasm client into native/console/wasm"
+    rm -rf "$CONSOLE_WASM"
+    mkdir -p "$CONSOLE_WASM"
+    cp "$PKG/canhazdb_wasm.js" "$PKG/$BINDINGS_NAME.js" "$PKG/${BINDINGS_NAME}_bg.wasm" "$CONSOLE_WASM/"
+    echo "$(sources_digest)  ${CONSOLE_SOURCES[*]}" >"$CONSOLE_STAMP"
+    echo "stamp: $(cat "$CONSOLE_STAMP")"
+}
+
+# The stamp, not the bytes, is compared: builds of the same sources differ
+# between checkouts (panic messages carry source paths).
+check_console_stamp() {
+    step "checking that the console's wasm client is built from these sources"
+    local want
+    want=$(sources_digest)
+    if [[ ! -f $CONSOLE_STAMP ]] || [[ $(cut -d' ' -f1 "$CONSOLE_STAMP") != "$want" ]]; then
+        echo "error: the console's wasm client is stale: run scripts/wasm.sh console" >&2
+        exit 1
+    fi
+}
+
 check_core() {
     step "checking that canhazdb-core alone builds for wasm32 (no default features)"
     wasm_cargo build -p canhazdb-core --no-default-features
@@ -169,9 +206,13 @@ run_tests() {
     trap reap_servers EXIT
     step "Node.js tests and headless Chromium tests (node --test)"
     (cd "$TESTS" && timeout --kill-after=10 600 node "${flags[@]}" --test --test-concurrency=1 \
-        node/transport.test.mjs node/client.test.mjs node/types.test.mjs browser/browser.test.mjs)
+        node/transport.test.mjs node/client.test.mjs node/types.test.mjs browser/browser.test.mjs \
+        browser/console.test.mjs)
     if [[ -f $TESTS/artifacts/example.png ]]; then
         echo "screenshot of the example page: wasm/test/artifacts/example.png"
+    fi
+    if compgen -G "$TESTS/artifacts/console-*.png" >/dev/null; then
+        echo "screenshots of the console's views: wasm/test/artifacts/console-*.png"
     fi
 }
 
@@ -191,7 +232,11 @@ case $MODE in
     build)
         build_package
         ;;
+    console)
+        build_console
+        ;;
     test)
+        check_console_stamp
         build_package
         check_core
         build_server
@@ -202,7 +247,7 @@ case $MODE in
         clippy
         ;;
     *)
-        echo "usage: scripts/wasm.sh [deps|build|test|clippy]" >&2
+        echo "usage: scripts/wasm.sh [deps|build|console|test|clippy]" >&2
         exit 2
         ;;
 esac

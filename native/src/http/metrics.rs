@@ -104,6 +104,7 @@ async fn scrape(State(http): State<Arc<Http>>) -> Response {
     record_node_gauges(&http.node);
     let mut text = recorder().map(PrometheusHandle::render).unwrap_or_default();
     text.push_str(&collection_documents(&http.node).await);
+    text.push_str(&raft_leader(&http.node));
     ([(CONTENT_TYPE, CONTENT_TYPE_TEXT)], text).into_response()
 }
 
@@ -135,6 +136,28 @@ async fn collection_documents(node: &Arc<Node>) -> String {
     }
     text.push('\n');
     text
+}
+
+const RAFT_LEADER: &str = "canhazdb_raft_leader";
+
+/// The lock group's leader by name, as this node knows it (the console's
+/// Raft roles), written out at each scrape like the collection counts, so
+/// that a former leader's series is gone once another node leads.
+/// Nothing while there is no leader.
+fn raft_leader(node: &Node) -> String {
+    let Some(leader) = node.cluster.consensus.raft.leader() else {
+        return String::new();
+    };
+    let name = leader
+        .name
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n");
+    format!(
+        "# HELP {RAFT_LEADER} 1 for the node that leads the lock group, as this node knows it.\n\
+         # TYPE {RAFT_LEADER} gauge\n\
+         {RAFT_LEADER}{{node=\"{name}\"}} 1\n\n"
+    )
 }
 
 /// The gauges read off the node's state at scrape time.

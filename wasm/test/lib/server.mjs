@@ -70,6 +70,16 @@ async function launch({ maxFrameBytes, certsDir, dataDir }) {
   ];
   if (maxFrameBytes) args.push('--max-frame-bytes', String(maxFrameBytes));
   if (certsDir) args.push('--certs-dir', certsDir);
+  const started = await spawnListening(args, [port, wsPort]);
+  return { ...started, port, wsPort };
+}
+
+/**
+ * Runs the server with `args` until it listens on every one of `ports`:
+ * `{ child, exited, log() }`, or `{ child: null, log, state }` when it
+ * exited first.
+ */
+async function spawnListening(args, ports) {
   const child = spawn(serverBinary, args, {
     stdio: ['ignore', 'ignore', 'pipe'],
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' },
@@ -90,9 +100,8 @@ async function launch({ maxFrameBytes, certsDir, dataDir }) {
   while (Date.now() < deadline) {
     const state = await Promise.race([exited, sleep(50).then(() => null)]);
     if (state) return { child: null, log, state };
-    if ((await canConnect(port)) && (await canConnect(wsPort))) {
-      return { child, port, wsPort, exited, log: () => log };
-    }
+    const listening = await Promise.all(ports.map(canConnect));
+    if (listening.every(Boolean)) return { child, exited, log: () => log };
   }
   child.kill('SIGKILL');
   throw new Error(`canhazdb did not start listening within 30 s:\n${log}`);
@@ -116,16 +125,7 @@ export async function startServer({ maxFrameBytes, certsDir } = {}) {
     throw new Error(`canhazdb exited at start (${JSON.stringify(started.state)}):\n${started.log}`);
   }
   const { child, port, wsPort, exited } = started;
-  const ends = async (signal, grace) => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill(signal);
-      const done = await Promise.race([exited, sleep(grace).then(() => null)]);
-      if (!done) {
-        child.kill('SIGKILL');
-        await exited;
-      }
-    }
-  };
+  const ends = ender(child, exited);
   return {
     port,
     wsPort,
@@ -138,6 +138,73 @@ export async function startServer({ maxFrameBytes, certsDir } = {}) {
       await rm(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/** Ends `child` with `signal`, and with SIGKILL if it is still running after `grace` ms. */
+function ender(child, exited) {
+  return async (signal, grace) => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill(signal);
+      const done = await Promise.race([exited, sleep(grace).then(() => null)]);
+      if (!done) {
+        child.kill('SIGKILL');
+        await exited;
+      }
+    }
+  };
+}
+
+/**
+ * Starts a cluster of `count` nodes on loopback, each joining every node
+ * (itself included), with TCP, WebSocket and HTTP ports, and waits until
+ * every node is ready (GET /health/ready answers 200). Resolves to
+ * `{ nodes: [{ name, port, wsPort, httpPort, wsUrl, httpUrl, kill() }], stop() }`.
+ */
+export async function startCluster(count) {
+  const nodes = [];
+  for (let index = 0; index < count; index++) {
+    const [port, wsPort, httpPort] = [await freePort(), await freePort(), await freePort()];
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'canhazdb-wasm-cluster-'));
+    nodes.push({ name: `n${index}`, port, wsPort, httpPort, dataDir });
+  }
+  const joins = nodes.flatMap((node) => ['--join', `127.0.0.1:${node.port}`]);
+  const stop = async () => {
+    await Promise.allSettled(nodes.map((node) => node.ends?.('SIGTERM', 5_000)));
+    await Promise.allSettled(nodes.map((node) => rm(node.dataDir, { recursive: true, force: true })));
+  };
+  try {
+    await Promise.all(
+      nodes.map(async (node) => {
+        const args = [
+          '--host', '127.0.0.1',
+          '--port', String(node.port),
+          '--ws-port', String(node.wsPort),
+          '--http-port', String(node.httpPort),
+          '--data-dir', node.dataDir,
+          '--node-name', node.name,
+          ...joins,
+        ];
+        const started = await spawnListening(args, [node.port, node.wsPort, node.httpPort]);
+        if (!started.child) throw new Error(`${node.name} exited at start (${JSON.stringify(started.state)}):\n${started.log}`);
+        node.ends = ender(started.child, started.exited);
+        node.kill = () => node.ends('SIGKILL', 5_000);
+        node.log = started.log;
+        node.wsUrl = `ws://127.0.0.1:${node.wsPort}`;
+        node.httpUrl = `http://127.0.0.1:${node.httpPort}`;
+      }),
+    );
+    const deadline = Date.now() + 60_000;
+    for (const node of nodes) {
+      while (!(await fetch(`${node.httpUrl}/health/ready`).then((r) => r.ok, () => false))) {
+        if (Date.now() > deadline) throw new Error(`${node.name} is not ready within 60 s:\n${node.log()}`);
+        await sleep(100);
+      }
+    }
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { nodes, stop };
 }
 
 /** Rejects after `ms` with `what` in the message: keeps a hung await from hanging the run. */
