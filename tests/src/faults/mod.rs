@@ -75,7 +75,16 @@ pub fn run(config: &Config) -> Result<RunReport, String> {
             .join()
             .map_err(|_| "the harness thread panicked".to_owned())?
     };
-    let (history, anomalies) = driven?;
+    let (history, mut anomalies) = driven?;
+    for node in cluster.slow_stops() {
+        anomalies.push(Anomaly {
+            kind: "slow stop",
+            detail: format!(
+                "n{node} did not stop within {:?} of SIGTERM and was killed",
+                crate::netns::STOP_TIMEOUT
+            ),
+        });
+    }
     let mut report = RunReport::new(config, &history, anomalies);
     if !report.anomalies.is_empty() {
         let cluster = Arc::try_unwrap(cluster).map_err(|_| "the cluster is still shared".to_owned())?;

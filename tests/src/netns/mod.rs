@@ -44,7 +44,7 @@ const CLIENT_ADDRESS: &str = "10.77.0.254";
 /// Node `i` is 10.77.0.(i + 1); its link address 10.77.0.(i + LINK_BASE).
 const LINK_BASE: usize = 101;
 /// How long a node may take to stop after SIGTERM before it is killed.
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn ip(args: &[&str]) -> Result<(), String> {
     let output = Command::new("ip")
@@ -139,6 +139,9 @@ pub struct NetCluster {
     nodes: usize,
     children: Mutex<Vec<Option<Child>>>,
     paused: Mutex<BTreeSet<usize>>,
+    /// Nodes that had to be killed because a SIGTERM did not stop them in
+    /// time, once per occurrence: a graceful stop that hangs is a defect.
+    slow_stops: Mutex<Vec<usize>>,
     /// Directed cuts in place: `(from, to)` means `from` cannot reach `to`.
     pins: Mutex<BTreeSet<(usize, usize)>>,
     links: Arc<LinkTable>,
@@ -202,6 +205,7 @@ impl NetCluster {
             nodes,
             children: Mutex::new(Vec::new()),
             paused: Mutex::default(),
+            slow_stops: Mutex::default(),
             pins: Mutex::default(),
             links: Arc::default(),
             proxy: None,
@@ -363,12 +367,18 @@ impl NetCluster {
         while matches!(child.try_wait(), Ok(None)) {
             if started.elapsed() > STOP_TIMEOUT {
                 eprintln!("node {index} did not stop within {STOP_TIMEOUT:?} of SIGTERM; killing it");
+                self.slow_stops.lock().expect("slow stops").push(index);
                 let _ = child.kill();
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = child.wait();
+    }
+
+    /// The nodes a SIGTERM did not stop within [`STOP_TIMEOUT`], once per stop.
+    pub fn slow_stops(&self) -> Vec<usize> {
+        self.slow_stops.lock().expect("slow stops").clone()
     }
 
     /// Starts node `index` again on its data dir (its log is appended to).
