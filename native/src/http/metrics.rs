@@ -4,8 +4,9 @@
 //! `metrics` facade ([`crate::node::metrics`]); this installs the
 //! Prometheus recorder behind it, once per process, and at each scrape
 //! sets the gauges read off this node's state (peers, repairs, locks,
-//! Raft) and writes out the per-collection ones (documents, bytes). A process that runs several nodes (the Node.js bindings, tests)
-//! shares one recorder: its counters add up every node's requests.
+//! Raft) and writes out the per-collection ones (documents, bytes). A
+//! process that runs several nodes (the Node.js bindings, tests) shares
+//! one recorder: its counters add up every node's requests.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
