@@ -1514,3 +1514,72 @@ async fn mixed_writes_survive_repeated_kill_9() {
         drop(store);
     }
 }
+
+/// Bytes of `collection` in [`Store::collection_bytes`] (0 when absent).
+fn stored_bytes(store: &Store, collection: &str) -> u64 {
+    store
+        .collection_bytes()
+        .unwrap()
+        .into_iter()
+        .find(|(name, _)| name == collection)
+        .map_or(0, |(_, bytes)| bytes)
+}
+
+/// Makes the store in `dir` look as format version 1 left it: no
+/// `collection_bytes` table.
+fn downgrade_to_version_1(dir: &tempfile::TempDir) {
+    let database = redb::Database::create(dir.path().join("canhazdb.redb")).unwrap();
+    let write = database.begin_write().unwrap();
+    let bytes: redb::TableDefinition<u32, u64> = redb::TableDefinition::new("collection_bytes");
+    assert!(write.delete_table(bytes).unwrap());
+    let meta: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
+    write
+        .open_table(meta)
+        .unwrap()
+        .insert("format_version", 1)
+        .unwrap();
+    write.commit().unwrap();
+}
+
+#[tokio::test]
+async fn collection_bytes_follow_writes_and_match_a_full_measure() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    assert!(store.collection_bytes().unwrap().is_empty());
+    for n in 0..20 {
+        let document = json!({"id": format!("d{n}"), "n": n});
+        store.insert("sized", document, replicas(&["a"])).await.unwrap();
+    }
+    store
+        .insert("other", json!({"id": "x"}), replicas(&["a", "b"]))
+        .await
+        .unwrap();
+    let inserted = stored_bytes(&store, "sized");
+    assert!(inserted > 20 * 8, "{inserted}");
+
+    let mut pad = Map::new();
+    pad.insert("pad".into(), "x".repeat(500).into());
+    store
+        .update("sized", query(json!({"id": "d0"})), Mutation::Merge(pad))
+        .await
+        .unwrap();
+    let padded = stored_bytes(&store, "sized");
+    assert!(padded >= inserted + 500, "{inserted} → {padded}");
+    store
+        .delete("sized", query(json!({"n": {"$lt": 10}})))
+        .await
+        .unwrap();
+    let halved = stored_bytes(&store, "sized");
+    assert!(halved < inserted / 2 + 50, "{padded} → {halved}");
+    let kept = store.collection_bytes().unwrap();
+    store.close().await.unwrap();
+
+    // Opening a version 1 store measures every collection from its rows:
+    // the same figures the writes kept.
+    downgrade_to_version_1(&dir);
+    let store = open(&dir);
+    assert_eq!(store.collection_bytes().unwrap(), kept);
+    store.delete("sized", query(json!({}))).await.unwrap();
+    assert_eq!(stored_bytes(&store, "sized"), 0);
+    assert_eq!(store.collection_bytes().unwrap().len(), 1, "only `other` is left");
+}

@@ -564,29 +564,114 @@ async fn the_change_feed_gets_each_mutation_once_from_anywhere() {
     .await;
 }
 
-/// `name{labels} value` lines of the Prometheus text format, by series.
-fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
-    let mut series = BTreeMap::new();
-    for line in text.lines() {
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let (name, value) = line
-            .rsplit_once(' ')
-            .unwrap_or_else(|| panic!("a sample line: {line:?}"));
-        let value: f64 = value.parse().unwrap_or_else(|_| panic!("a number: {line:?}"));
-        series.insert(name.to_owned(), value);
-    }
-    series
+/// One `/metrics` scrape, read by a Prometheus text-format parser.
+struct Scrape {
+    text: String,
+    parsed: prometheus_parse::Scrape,
 }
 
-async fn scrape(web: std::net::SocketAddr) -> (String, BTreeMap<String, f64>) {
+impl Scrape {
+    /// The samples of family `name` that carry every label of `labels`.
+    fn samples<'a>(
+        &'a self,
+        name: &'a str,
+        labels: &'a [(&str, &str)],
+    ) -> impl Iterator<Item = &'a prometheus_parse::Sample> {
+        self.parsed.samples.iter().filter(move |sample| {
+            sample.metric == name
+                && labels
+                    .iter()
+                    .all(|(label, value)| sample.labels.get(label) == Some(*value))
+        })
+    }
+
+    /// The value of a counter or gauge series, or the number of
+    /// observations of a histogram series (its `+Inf` bucket); 0 when the
+    /// series is absent.
+    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        use prometheus_parse::Value;
+        let mut matching = self.samples(name, labels).map(|sample| match &sample.value {
+            Value::Counter(value) | Value::Gauge(value) | Value::Untyped(value) => *value,
+            Value::Histogram(buckets) => buckets
+                .iter()
+                .find(|bucket| bucket.less_than == f64::INFINITY)
+                .map_or(0.0, |bucket| bucket.count),
+            Value::Summary(_) => panic!("{name} is a summary:\n{}", self.text),
+        });
+        let value = matching.next().unwrap_or(0.0);
+        assert!(
+            matching.next().is_none(),
+            "one {name}{labels:?} series:\n{}",
+            self.text
+        );
+        value
+    }
+
+    /// Every family by name, with the type its samples were parsed as.
+    fn families(&self) -> BTreeMap<&str, &'static str> {
+        use prometheus_parse::Value;
+        self.parsed
+            .samples
+            .iter()
+            .filter_map(|sample| {
+                let kind = match sample.value {
+                    Value::Counter(_) => "counter",
+                    Value::Gauge(_) => "gauge",
+                    Value::Histogram(_) => "histogram",
+                    Value::Summary(_) => "summary",
+                    // A histogram's `_sum` and `_count`: its buckets name it.
+                    Value::Untyped(_) => return None,
+                };
+                Some((sample.metric.as_str(), kind))
+            })
+            .collect()
+    }
+}
+
+async fn scrape(web: std::net::SocketAddr) -> Scrape {
     let reply = http::get(web, "/metrics").await.expect(200);
     let content_type = reply.headers.get("content-type").and_then(|v| v.to_str().ok());
     assert_eq!(content_type, Some("text/plain; version=0.0.4; charset=utf-8"));
     let text = reply.text();
-    let series = parse_metrics(&text);
-    (text, series)
+    let parsed = prometheus_parse::Scrape::parse(text.lines().map(|line| Ok(line.to_owned())))
+        .unwrap_or_else(|error| panic!("{error}:\n{text}"));
+    Scrape { text, parsed }
+}
+
+/// Every family the issue asks for, with its type.
+const FAMILIES: &[(&str, &str)] = &[
+    ("canhazdb_requests_total", "counter"),
+    ("canhazdb_request_duration_seconds", "histogram"),
+    ("canhazdb_requests_in_flight", "gauge"),
+    ("canhazdb_connections", "gauge"),
+    ("canhazdb_collection_documents", "gauge"),
+    ("canhazdb_storage_collection_bytes", "gauge"),
+    ("canhazdb_storage_group_commit_operations", "histogram"),
+    ("canhazdb_storage_wal_sync_seconds", "histogram"),
+    ("canhazdb_storage_wal_bytes", "gauge"),
+    ("canhazdb_storage_checkpoint_seconds", "histogram"),
+    ("canhazdb_raft_term", "gauge"),
+    ("canhazdb_raft_is_leader", "gauge"),
+    ("canhazdb_raft_commit_index", "gauge"),
+    ("canhazdb_raft_applied_index", "gauge"),
+    ("canhazdb_raft_last_log_index", "gauge"),
+    ("canhazdb_peers_online", "gauge"),
+    ("canhazdb_repairs_pending", "gauge"),
+    ("canhazdb_notify_deliveries_total", "counter"),
+    ("canhazdb_healthy", "gauge"),
+];
+
+/// Prometheus naming: a `canhazdb_` prefix, snake case, `_total` on
+/// counters and only on them, and help text for every family.
+fn assert_conventional_names(scrape: &Scrape) {
+    for (name, kind) in scrape.families() {
+        let snake = name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        assert!(name.starts_with("canhazdb_") && snake, "{name}");
+        assert_eq!(name.ends_with("_total"), kind == "counter", "{name} is a {kind}");
+        assert!(scrape.parsed.docs.contains_key(name), "{name} has no HELP");
+    }
 }
 
 #[tokio::test]
@@ -595,17 +680,22 @@ async fn metrics_count_the_requests_of_every_transport() {
     let web = server.http_addr();
     let mut raw = RawConn::connect(server.addr()).await;
     raw.post("metered", json!({"n": 0})).await;
-    let (_, before) = scrape(web).await;
-    let gets_ok = r#"canhazdb_requests_total{command="get",status="ok"}"#;
-    let posts = r#"canhazdb_requests_total{command="post",status="created"}"#;
-    let get_latencies = r#"canhazdb_request_duration_seconds_count{command="get"}"#;
-    let value = |series: &BTreeMap<String, f64>, name: &str| series.get(name).copied().unwrap_or(0.0);
+    let mut feed = EventStream::open(web, format!("/changes?path={}", encode("^POST:/metered/")))
+        .await
+        .unwrap_or_else(|refused| panic!("the feed opens: {}", refused.text()));
+    let before = scrape(web).await;
+    let gets_ok = [("command", "get"), ("status", "ok")];
+    let posts = [("command", "post"), ("status", "created")];
+    let metered = [("collection", "metered")];
+    let moved = |after: &Scrape, name: &str, labels: &[(&str, &str)]| {
+        after.value(name, labels) - before.value(name, labels)
+    };
 
     for _ in 0..3 {
         http::get(web, "/c/metered").await.expect(200);
     }
     raw.get("metered", json!({})).await;
-    http::call(web, post("metered", json!({"n": 1})))
+    http::call(web, post("metered", json!({"n": 1, "pad": "x".repeat(1000)})))
         .await
         .expect(201);
     // Refused by the dispatch (not by the HTTP layer, which counts nothing).
@@ -613,66 +703,99 @@ async fn metrics_count_the_requests_of_every_transport() {
     http::get(web, format!("/c/metered?query={bad_operator}"))
         .await
         .expect(400);
+    assert!(
+        feed.next_change(CHANGE_WAIT).await.is_some(),
+        "the POST's notification"
+    );
 
-    let (text, after) = scrape(web).await;
+    let after = scrape(web).await;
+    let text = &after.text;
     assert_eq!(
-        value(&after, gets_ok) - value(&before, gets_ok),
+        moved(&after, "canhazdb_requests_total", &gets_ok),
         4.0,
         "3 over HTTP and 1 over TCP"
     );
-    assert_eq!(value(&after, posts) - value(&before, posts), 1.0);
-    let groups = "canhazdb_storage_group_commit_operations_count";
+    assert_eq!(moved(&after, "canhazdb_requests_total", &posts), 1.0);
     assert!(
-        value(&after, groups) - value(&before, groups) >= 1.0,
-        "the POST's group commit:\n{text}"
-    );
-    assert!(
-        value(&after, "canhazdb_storage_wal_sync_seconds_count") >= 2.0,
-        "{text}"
+        after.value(
+            "canhazdb_requests_total",
+            &[("command", "get"), ("status", "bad_request")]
+        ) >= 1.0
     );
     assert_eq!(
-        value(&after, get_latencies) - value(&before, get_latencies),
+        moved(&after, "canhazdb_request_duration_seconds", &[("command", "get")]),
         5.0,
         "every GET is timed, the refused one too"
     );
     assert!(
-        value(
-            &after,
-            r#"canhazdb_requests_total{command="get",status="bad_request"}"#
-        ) >= 1.0
+        after.value("canhazdb_connections", &[("transport", "tcp")]) >= 1.0,
+        "{text}"
     );
-    for (name, kind) in [
-        ("canhazdb_requests_total", "counter"),
-        ("canhazdb_request_duration_seconds", "histogram"),
-        ("canhazdb_requests_in_flight", "gauge"),
-        ("canhazdb_connections", "gauge"),
-        ("canhazdb_peers_online", "gauge"),
-        ("canhazdb_repairs_pending", "gauge"),
-        ("canhazdb_raft_term", "gauge"),
-        ("canhazdb_storage_group_commit_operations", "histogram"),
-        ("canhazdb_storage_wal_sync_seconds", "histogram"),
-        ("canhazdb_storage_wal_bytes", "gauge"),
-    ] {
-        assert!(
-            text.contains(&format!("# TYPE {name} {kind}")),
-            "{name} is a {kind}:\n{text}"
-        );
-    }
-    assert_eq!(value(&after, "canhazdb_healthy"), 1.0);
-    let documents = r#"canhazdb_collection_documents{collection="metered"}"#;
-    assert_eq!(value(&after, documents), 2.0, "{text}");
-    assert!(text.contains("# TYPE canhazdb_collection_documents gauge"));
-    assert_eq!(value(&after, "canhazdb_raft_is_leader"), 1.0, "alone, it leads");
-    assert!(
-        value(&after, r#"canhazdb_connections{transport="tcp"}"#) >= 1.0,
+    assert!(after.value("canhazdb_requests_in_flight", &[]) >= 0.0);
+    assert_eq!(
+        after.value("canhazdb_collection_documents", &metered),
+        2.0,
         "{text}"
     );
     assert!(
-        value(
-            &after,
-            r#"canhazdb_request_duration_seconds_bucket{command="get",le="+Inf"}"#
-        ) >= 5.0
+        moved(&after, "canhazdb_storage_collection_bytes", &metered) > 1000.0,
+        "the stored size grows by the second document's:\n{text}"
     );
+    assert!(
+        moved(&after, "canhazdb_storage_group_commit_operations", &[]) >= 1.0,
+        "{text}"
+    );
+    assert!(
+        moved(&after, "canhazdb_storage_wal_sync_seconds", &[]) >= 1.0,
+        "{text}"
+    );
+    assert!(
+        moved(&after, "canhazdb_notify_deliveries_total", &[]) >= 1.0,
+        "{text}"
+    );
+    assert_eq!(after.value("canhazdb_healthy", &[]), 1.0);
+    assert_eq!(
+        after.value("canhazdb_raft_is_leader", &[]),
+        1.0,
+        "alone, it leads"
+    );
+    assert_eq!(after.value("canhazdb_peers_online", &[]), 0.0);
+    let committed = after.value("canhazdb_raft_commit_index", &[]);
+    assert!(committed >= 1.0, "its membership at least is committed:\n{text}");
+    assert!(
+        committed >= after.value("canhazdb_raft_applied_index", &[]),
+        "{text}"
+    );
+    assert!(
+        committed <= after.value("canhazdb_raft_last_log_index", &[]),
+        "{text}"
+    );
+
+    // A checkpoint comes after the first group commit 2 s past the last one.
+    let deadline = Instant::now() + SETTLE;
+    let last = loop {
+        raw.post("metered", json!({"n": 2})).await;
+        let latest = scrape(web).await;
+        if latest.value("canhazdb_storage_checkpoint_seconds", &[]) > 0.0 {
+            break latest;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint within {SETTLE:?}:\n{}",
+            latest.text
+        );
+        sleep(Duration::from_millis(500)).await;
+    };
+    let families = last.families();
+    for (name, kind) in FAMILIES {
+        assert_eq!(
+            families.get(name),
+            Some(kind),
+            "{name} is a {kind}:\n{}",
+            last.text
+        );
+    }
+    assert_conventional_names(&last);
 }
 
 #[tokio::test]

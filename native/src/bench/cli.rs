@@ -22,16 +22,24 @@ pub struct Args {
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
 
-    /// Server port (ignored when --hosts is given).
+    /// Server port (ignored when --hosts is given); with --http, the HTTP port.
     #[arg(long, default_value_t = 7060)]
     pub port: u16,
+
+    /// Send the requests through the HTTP port's REST routes (`/c/…`) over
+    /// HTTP/1.1 keep-alive connections instead of the binary protocol.
+    /// HTTP/1.1 carries one request at a time, so this opens
+    /// --connections × --pipeline connections with one request in flight
+    /// each: as many in flight as over the binary protocol. No TLS.
+    #[arg(long, conflicts_with = "tls_ca")]
+    pub http: bool,
 
     /// Several nodes as HOST:PORT,HOST:PORT,…; connections are spread over
     /// them round-robin.
     #[arg(long, value_delimiter = ',')]
     pub hosts: Vec<String>,
 
-    /// Connections (one client each).
+    /// Connections (one client each); see --http.
     #[arg(short = 'c', long, default_value_t = 4)]
     pub connections: usize,
 
@@ -121,9 +129,33 @@ impl Args {
         } else {
             self.hosts.clone()
         };
-        (0..self.connections.max(1))
+        (0..self.connection_count())
             .map(|i| hosts[i % hosts.len()].clone())
             .collect()
+    }
+
+    /// Connections opened: one per request in flight with --http.
+    pub fn connection_count(&self) -> usize {
+        match self.http {
+            true => self.connections.max(1) * self.pipeline.max(1),
+            false => self.connections.max(1),
+        }
+    }
+
+    /// Requests in flight on each connection.
+    pub fn in_flight_per_connection(&self) -> usize {
+        match self.http {
+            true => 1,
+            false => self.pipeline.max(1),
+        }
+    }
+
+    /// The transport, as the report names it.
+    pub fn transport(&self) -> &'static str {
+        match self.http {
+            true => "http",
+            false => "binary",
+        }
     }
 
     pub fn duration(&self) -> Option<Duration> {
@@ -164,5 +196,14 @@ mod tests {
         ]);
         assert_eq!(args.connection_addresses(), vec!["a:1", "b:2", "a:1"]);
         assert_eq!(args.tests, vec![TestKind::Get, TestKind::CountQuery]);
+    }
+
+    #[test]
+    fn http_opens_a_connection_per_request_in_flight() {
+        let args = Args::parse_from(["canhazdb-bench", "--http", "-c", "2", "-P", "3"]);
+        assert_eq!(args.connection_addresses().len(), 6);
+        assert_eq!(args.in_flight_per_connection(), 1);
+        let args = Args::parse_from(["canhazdb-bench", "-c", "2", "-P", "3"]);
+        assert_eq!((args.connection_count(), args.in_flight_per_connection()), (2, 3));
     }
 }

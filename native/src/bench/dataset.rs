@@ -2,9 +2,11 @@
 
 use std::sync::Arc;
 
-use canhazdb::client::{Client, Error};
-use canhazdb_core::message::CollectionId;
+use canhazdb::client::Error;
+use canhazdb_core::client::Response;
+use canhazdb_core::message::{CollectionId, Request};
 
+use super::connection::Connection;
 use super::runner::{self, RunResult, RunSpec};
 use super::workload::{dataset_query, Operation, Workload};
 
@@ -20,15 +22,20 @@ pub enum Dataset {
 /// Loading is idempotent: the documents have fixed ids, and a document that
 /// already exists is refused by the server and counted as a miss.
 pub async fn ensure(
-    clients: &[Client],
+    connections: &[Connection],
     collection: &CollectionId,
     size: u64,
     doc_bytes: usize,
     spec: &RunSpec,
 ) -> Result<Dataset, Error> {
-    let present = clients[0]
-        .count(collection.as_str(), Some(dataset_query(size)))
-        .await?;
+    let count = Request::Count {
+        collection: collection.clone(),
+        query: Some(dataset_query(size)),
+    };
+    let present = match connections[0].request(count).await? {
+        Response::Count(present) => present,
+        other => return Err(Error::Protocol(format!("COUNT answered {other:?}"))),
+    };
     if present >= size {
         return Ok(Dataset::Reused(present));
     }
@@ -43,5 +50,5 @@ pub async fn ensure(
         duration: None,
         ..*spec
     };
-    Ok(Dataset::Loaded(runner::run(clients, workload, &spec).await))
+    Ok(Dataset::Loaded(runner::run(connections, workload, &spec).await))
 }

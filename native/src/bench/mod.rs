@@ -4,6 +4,8 @@
 //! * [`workload`] — the tests, the dataset's documents and the requests.
 //! * [`runner`] — drives a test over many connections with many requests
 //!   in flight, and measures it.
+//! * [`connection`] — what the runner drives: a binary-protocol client, or
+//!   a REST connection of `--http` ([`rest`]).
 //! * [`dataset`] — loads (or reuses) the documents the read tests need.
 //! * [`report`] — the table and the JSON output.
 //! * [`progress`] — the progress line on stderr.
@@ -13,9 +15,11 @@
 //! machine it takes as little CPU as possible away from the server it measures.
 
 mod cli;
+mod connection;
 mod dataset;
 mod progress;
 mod report;
+mod rest;
 mod rng;
 mod runner;
 mod workload;
@@ -28,8 +32,10 @@ use canhazdb_core::message::CollectionId;
 use clap::Parser;
 
 use cli::Args;
+use connection::Connection;
 use dataset::Dataset;
 use report::Report;
+use rest::RestConnection;
 use runner::RunSpec;
 use workload::{Operation, TestKind, Workload};
 
@@ -79,7 +85,7 @@ async fn bench(args: &Args) -> Result<Report, String> {
     let spec = RunSpec {
         total: Some(args.requests),
         duration: args.duration(),
-        pipeline: args.pipeline.max(1),
+        pipeline: args.in_flight_per_connection(),
         progress: !args.quiet,
     };
     let mut report = Report::default();
@@ -139,15 +145,21 @@ fn workload(kind: TestKind, collection: &CollectionId, args: &Args) -> Arc<Workl
     ))
 }
 
-/// One client per connection, each ready (the server sent READY).
-async fn connect_all(args: &Args) -> Result<Vec<Client>, String> {
+/// Every connection: binary-protocol clients, each ready (the server sent
+/// READY), or with `--http` keep-alive connections to the HTTP port.
+async fn connect_all(args: &Args) -> Result<Vec<Connection>, String> {
     let tls = args.tls()?;
     let mut clients = Vec::new();
     for address in args.connection_addresses() {
         let connect = async {
+            if args.http {
+                return Ok(Connection::Rest(Arc::new(
+                    RestConnection::connect(&address).await?,
+                )));
+            }
             let client = Client::connect_with(&address, tls.as_ref()).await?;
             client.wait_ready().await?;
-            Ok::<_, canhazdb::client::Error>(client)
+            Ok::<_, canhazdb::client::Error>(Connection::Binary(client))
         };
         let client = tokio::time::timeout(args.ready_timeout(), connect)
             .await

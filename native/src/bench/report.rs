@@ -35,9 +35,10 @@ impl Report {
         let results = |runs: &[RunResult]| runs.iter().map(run_json).collect::<Vec<_>>();
         json!({
             "config": {
+                "transport": args.transport(),
                 "addresses": args.connection_addresses(),
-                "connections": args.connections,
-                "pipeline": args.pipeline,
+                "connections": args.connection_count(),
+                "pipeline": args.in_flight_per_connection(),
                 "requests": args.requests,
                 "duration_secs": args.duration,
                 "collection": args.collection,
@@ -55,10 +56,11 @@ impl Report {
         let mut out = String::new();
         let addresses = args.connection_addresses();
         out.push_str(&format!(
-            "canhazdb-bench: {} connection(s) to {}, {} in flight each, collection {:?}, ~{}-byte documents\n",
-            args.connections.max(1),
+            "canhazdb-bench: {} {} connection(s) to {}, {} in flight each, collection {:?}, ~{}-byte documents\n",
+            args.connection_count(),
+            args.transport(),
             distinct(&addresses).join(", "),
-            args.pipeline,
+            args.in_flight_per_connection(),
             args.collection,
             args.doc_bytes
         ));

@@ -8,10 +8,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use canhazdb::client::{Client, Error};
+use canhazdb::client::Error;
 use hdrhistogram::Histogram;
 use tokio::task::JoinSet;
 
+use super::connection::Connection;
 use super::progress;
 use super::rng::Rng;
 use super::workload::{Outcome, Workload};
@@ -73,7 +74,7 @@ pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_LATENCY_MICROS, 3).expect("valid histogram bounds")
 }
 
-pub async fn run(clients: &[Client], workload: Arc<Workload>, spec: &RunSpec) -> RunResult {
+pub async fn run(connections: &[Connection], workload: Arc<Workload>, spec: &RunSpec) -> RunResult {
     let label = workload.operation().label();
     let state = Arc::new(RunState {
         next_index: AtomicU64::new(0),
@@ -94,20 +95,20 @@ pub async fn run(clients: &[Client], workload: Arc<Workload>, spec: &RunSpec) ->
         background.spawn(progress::show(label, state.completed.clone(), spec.total));
     }
 
-    let histograms: Vec<_> = clients
+    let histograms: Vec<_> = connections
         .iter()
         .map(|_| Arc::new(Mutex::new(new_histogram())))
         .collect();
     let mut workers = JoinSet::new();
-    for (connection, client) in clients.iter().enumerate() {
+    for (index, connection) in connections.iter().enumerate() {
         for slot in 0..spec.pipeline.max(1) {
-            let seed = ((connection as u64) << 32 | slot as u64).wrapping_mul(0x2545_F491_4F6C_DD1D)
-                ^ started_nanos();
+            let seed =
+                ((index as u64) << 32 | slot as u64).wrapping_mul(0x2545_F491_4F6C_DD1D) ^ started_nanos();
             workers.spawn(worker(
-                client.clone(),
+                connection.clone(),
                 workload.clone(),
                 state.clone(),
-                histograms[connection].clone(),
+                histograms[index].clone(),
                 seed,
             ));
         }
@@ -144,7 +145,7 @@ pub async fn run(clients: &[Client], workload: Arc<Workload>, spec: &RunSpec) ->
 
 /// Sends one request at a time until the run stops.
 async fn worker(
-    client: Client,
+    connection: Connection,
     workload: Arc<Workload>,
     state: Arc<RunState>,
     histogram: Arc<Mutex<Histogram<u64>>>,
@@ -159,7 +160,7 @@ async fn worker(
         }
         let request = workload.request(index, &mut rng);
         let sent = Instant::now();
-        let result = client.request(request).await;
+        let result = connection.request(request).await;
         let micros = sent.elapsed().as_micros() as u64;
         histogram.lock().unwrap().saturating_record(micros.max(1));
         state.completed.fetch_add(1, Ordering::Relaxed);

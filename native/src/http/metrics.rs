@@ -4,8 +4,9 @@
 //! `metrics` facade ([`crate::node::metrics`]); this installs the
 //! Prometheus recorder behind it, once per process, and at each scrape
 //! sets the gauges read off this node's state (peers, repairs, locks,
-//! Raft). A process that runs several nodes (the Node.js bindings, tests)
-//! shares one recorder: its counters add up every node's requests.
+//! Raft) and writes out the per-collection ones (documents, bytes). A
+//! process that runs several nodes (the Node.js bindings, tests) shares
+//! one recorder: its counters add up every node's requests.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -37,7 +38,12 @@ const LOCKS: &str = "canhazdb_locks";
 const RAFT_TERM: &str = "canhazdb_raft_term";
 const RAFT_IS_LEADER: &str = "canhazdb_raft_is_leader";
 const RAFT_LAST_LOG_INDEX: &str = "canhazdb_raft_last_log_index";
+const RAFT_COMMIT_INDEX: &str = "canhazdb_raft_commit_index";
 const RAFT_APPLIED_INDEX: &str = "canhazdb_raft_applied_index";
+
+/// How long a scrape waits for the Raft core's state (the commit index);
+/// past it the scrape goes on without that gauge's new value.
+const RAFT_STATE_WAIT: Duration = Duration::from_secs(1);
 
 /// The gauges read off the node at each scrape ([`record_node_gauges`]).
 const NODE_GAUGES: &[(&str, &str)] = &[
@@ -52,6 +58,10 @@ const NODE_GAUGES: &[(&str, &str)] = &[
     (RAFT_TERM, "The lock group's current Raft term."),
     (RAFT_IS_LEADER, "1 while this node leads the lock group, else 0."),
     (RAFT_LAST_LOG_INDEX, "The last index of this node's Raft log."),
+    (
+        RAFT_COMMIT_INDEX,
+        "The last Raft log index this node knows is committed (held by a quorum).",
+    ),
     (
         RAFT_APPLIED_INDEX,
         "The last Raft log index applied to this node's lock table.",
@@ -101,38 +111,62 @@ pub fn routes() -> Router<Arc<Http>> {
 }
 
 async fn scrape(State(http): State<Arc<Http>>) -> Response {
-    record_node_gauges(&http.node);
+    record_node_gauges(&http.node).await;
     let mut text = recorder().map(PrometheusHandle::render).unwrap_or_default();
     text.push_str(&collection_documents(&http.node).await);
     text.push_str(&raft_leader(&http.node));
+    text.push_str(&collection_bytes(&http.node));
     ([(CONTENT_TYPE, CONTENT_TYPE_TEXT)], text).into_response()
 }
 
 const COLLECTION_DOCUMENTS: &str = "canhazdb_collection_documents";
+const COLLECTION_BYTES: &str = "canhazdb_storage_collection_bytes";
 
 /// Documents per collection across the cluster, as system.collections
-/// counts them, written out at each scrape rather than kept in the
-/// recorder, so that a collection that is gone is gone from here too.
-/// Nothing when the count cannot be had (a peer did not answer).
+/// counts them. Nothing when the count cannot be had (a peer did not answer).
 async fn collection_documents(node: &Arc<Node>) -> String {
     let Ok(Some(collections)) = system::documents(node, "system.collections").await else {
         return String::new();
     };
-    let mut text = format!(
-        "# HELP {COLLECTION_DOCUMENTS} Documents per collection, counted across the cluster.\n\
-         # TYPE {COLLECTION_DOCUMENTS} gauge\n"
-    );
-    for collection in collections {
-        let (Some(id), Some(count)) = (
-            collection["collectionId"].as_str(),
-            collection["documentCount"].as_u64(),
-        ) else {
-            continue;
-        };
+    let counts = collections.iter().filter_map(|collection| {
+        Some((
+            collection["collectionId"].as_str()?,
+            collection["documentCount"].as_u64()?,
+        ))
+    });
+    per_collection_gauge(
+        COLLECTION_DOCUMENTS,
+        "Documents per collection, counted across the cluster.",
+        counts,
+    )
+}
+
+/// Bytes per collection in this node's store, kept by the store as it
+/// writes (so a scrape reads one row per collection). Nothing when the
+/// store cannot be read (it is closing).
+fn collection_bytes(node: &Node) -> String {
+    let Ok(sizes) = node.cluster.store.collection_bytes() else {
+        return String::new();
+    };
+    per_collection_gauge(
+        COLLECTION_BYTES,
+        "Bytes of this node's copies of each collection's documents as stored: \
+         the keys and records of its documents table (each document encoded, with \
+         its id and replica set), without index entries or the database file's overhead.",
+        sizes
+            .iter()
+            .map(|(collection, bytes)| (collection.as_str(), *bytes)),
+    )
+}
+
+/// A gauge family with one sample per collection, written out at each
+/// scrape rather than kept in the recorder, so that a collection that is
+/// gone is gone from here too.
+fn per_collection_gauge<'a>(name: &str, help: &str, values: impl Iterator<Item = (&'a str, u64)>) -> String {
+    let mut text = format!("# HELP {name} {help}\n# TYPE {name} gauge\n");
+    for (collection, value) in values {
         // Collection ids are A-Z a-z 0-9 - . only: nothing to escape in a label.
-        text.push_str(&format!(
-            "{COLLECTION_DOCUMENTS}{{collection=\"{id}\"}} {count}\n"
-        ));
+        text.push_str(&format!("{name}{{collection=\"{collection}\"}} {value}\n"));
     }
     text.push('\n');
     text
@@ -161,7 +195,7 @@ fn raft_leader(node: &Node) -> String {
 }
 
 /// The gauges read off the node's state at scrape time.
-fn record_node_gauges(node: &Node) {
+async fn record_node_gauges(node: &Node) {
     let health = node.health();
     let views = node.cluster.view.node_views(health.is_healthy());
     let peers_online = views
@@ -184,5 +218,12 @@ fn record_node_gauges(node: &Node) {
     ];
     for (name, value) in values {
         metrics::gauge!(name).set(value);
+    }
+    let committed =
+        tokio::time::timeout(RAFT_STATE_WAIT, node.cluster.consensus.raft.committed_index()).await;
+    match committed {
+        Ok(Ok(committed)) => metrics::gauge!(RAFT_COMMIT_INDEX).set(committed.unwrap_or(0) as f64),
+        Ok(Err(error)) => tracing::debug!(%error, "no Raft commit index for /metrics"),
+        Err(_) => tracing::debug!("the Raft core did not answer in time: no commit index for /metrics"),
     }
 }

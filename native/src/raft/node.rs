@@ -130,6 +130,16 @@ impl RaftNode {
         self.raft.metrics().borrow().clone()
     }
 
+    /// The index of the last log entry this node knows is committed (held by
+    /// a quorum), from the Raft core's state: openraft's metrics publish the
+    /// applied index but not this one. A round trip to the core.
+    pub async fn committed_index(&self) -> Result<Option<u64>, RaftError> {
+        self.raft
+            .with_raft_state(|state| state.committed.map(|log_id| log_id.index))
+            .await
+            .map_err(|error| RaftError::Stopped(error.to_string()))
+    }
+
     /// The underlying openraft instance, for diagnostics and tests.
     pub fn raft(&self) -> &Raft<TypeConfig> {
         &self.raft

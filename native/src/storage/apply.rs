@@ -188,6 +188,8 @@ impl<'txn> WriteTables<'txn> {
             self.index.insert(key.as_slice(), replica_set)?;
         }
         self.counts.add(collection_id, replica_set, 1);
+        self.counts
+            .resize(collection_id, catalog::row_bytes(&key, &record));
         self.redo.put(collection, &document.id, replicas, &document.body);
         Ok(())
     }
@@ -226,8 +228,11 @@ impl<'txn> WriteTables<'txn> {
         let mut changed = Vec::with_capacity(ids.len());
         for id in ids {
             let key = document_key(collection_id, &id);
-            let (replica_set, old) = match self.documents.get(key.as_slice())? {
-                Some(record) => codec::decode_record(&id, record.value())?,
+            let (replica_set, old, old_bytes) = match self.documents.get(key.as_slice())? {
+                Some(record) => {
+                    let (replica_set, old) = codec::decode_record(&id, record.value())?;
+                    (replica_set, old, catalog::row_bytes(&key, record.value()))
+                }
                 None => continue,
             };
             let old_entries = index_entries(as_object(&old)?);
@@ -243,8 +248,10 @@ impl<'txn> WriteTables<'txn> {
                     &merged
                 }
             };
-            self.documents
-                .insert(key.as_slice(), codec::record(replica_set, &new.body).as_slice())?;
+            let record = codec::record(replica_set, &new.body);
+            self.documents.insert(key.as_slice(), record.as_slice())?;
+            self.counts
+                .resize(collection_id, catalog::row_bytes(&key, &record) - old_bytes);
             for gone in difference(&old_entries, &new.index_entries) {
                 self.index
                     .remove(index_key(collection_id, gone, &id).as_slice())?;
@@ -300,13 +307,15 @@ impl<'txn> WriteTables<'txn> {
                 let entries = index_entries(&codec::decode_body(&body)?);
                 let replica_set = self.replica_set(&replicas)?;
                 let key = document_key(collection_id, &id);
-                self.documents
-                    .insert(key.as_slice(), codec::record(replica_set, &body).as_slice())?;
+                let record = codec::record(replica_set, &body);
+                self.documents.insert(key.as_slice(), record.as_slice())?;
                 for entry in &entries {
                     self.index
                         .insert(index_key(collection_id, entry, &id).as_slice(), replica_set)?;
                 }
                 self.counts.add(collection_id, replica_set, 1);
+                self.counts
+                    .resize(collection_id, catalog::row_bytes(&key, &record));
             }
             Effect::Remove { collection, id } => {
                 if let Some(collection_id) = catalog::lookup(&self.collections, &collection)? {
@@ -317,7 +326,7 @@ impl<'txn> WriteTables<'txn> {
         Ok(())
     }
 
-    /// Remove a document with its index entries and count, if it exists;
+    /// Remove a document with its index entries, count and size, if it exists;
     /// the replica set it had, if it did.
     fn remove_document(
         &mut self,
@@ -325,10 +334,13 @@ impl<'txn> WriteTables<'txn> {
         id: &str,
     ) -> Result<Option<ReplicaSetId>, StorageError> {
         let key = document_key(collection, id);
-        let Some((replica_set, old)) = self
+        let Some((replica_set, old, old_bytes)) = self
             .documents
             .remove(key.as_slice())?
-            .map(|record| codec::decode_record(id, record.value()))
+            .map(|record| {
+                let (replica_set, old) = codec::decode_record(id, record.value())?;
+                Ok::<_, StorageError>((replica_set, old, catalog::row_bytes(&key, record.value())))
+            })
             .transpose()?
         else {
             return Ok(None);
@@ -337,6 +349,7 @@ impl<'txn> WriteTables<'txn> {
             self.index.remove(index_key(collection, &entry, id).as_slice())?;
         }
         self.counts.add(collection, replica_set, -1);
+        self.counts.resize(collection, -old_bytes);
         Ok(Some(replica_set))
     }
 

@@ -1,10 +1,12 @@
-//! Collections: their compact ids and their document counts.
+//! Collections: their compact ids, their document counts and their sizes.
 //!
 //! A collection gets a [`CollectionId`] on its first insert; ids are never
 //! reused (an emptied collection keeps its id), so a key prefix always
 //! means the same collection. Counts are kept per collection and per
-//! (collection, replica set) and are changed in the same transaction as the
-//! documents, so they are exact whenever a write has been acknowledged.
+//! (collection, replica set), sizes per collection (the bytes of its rows
+//! in the documents table, key and record); both are changed in the same
+//! transaction as the documents, so they are exact whenever a write has
+//! been acknowledged.
 
 use std::collections::HashMap;
 
@@ -13,7 +15,7 @@ use redb::{ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
 use super::error::StorageError;
 use super::key_encoding::CollectionId;
 use super::replicas::ReplicaSetId;
-use super::schema::{replica_set_count_key, COLLECTION_COUNTS, REPLICA_SET_COUNTS};
+use super::schema::{replica_set_count_key, COLLECTION_BYTES, COLLECTION_COUNTS, REPLICA_SET_COUNTS};
 
 /// The id of a collection, if it ever had a document.
 pub fn lookup(
@@ -41,12 +43,14 @@ pub fn lookup_or_create(
     Ok(id)
 }
 
-/// Count changes made by one batch of writes, applied just before commit.
-/// Summing them first turns a thousand inserts into one counter update.
+/// Count and size changes made by one batch of writes, applied just before
+/// commit. Summing them first turns a thousand inserts into one counter
+/// update.
 #[derive(Default)]
 pub struct CountChanges {
     collections: HashMap<CollectionId, i64>,
     replica_sets: HashMap<(CollectionId, ReplicaSetId), i64>,
+    bytes: HashMap<CollectionId, i64>,
 }
 
 impl CountChanges {
@@ -55,13 +59,15 @@ impl CountChanges {
         *self.replica_sets.entry((collection, replica_set)).or_default() += delta;
     }
 
+    /// The collection's rows grew by `delta` bytes (shrank, if negative).
+    pub fn resize(&mut self, collection: CollectionId, delta: i64) {
+        *self.bytes.entry(collection).or_default() += delta;
+    }
+
     /// Write the changes into the transaction's counters.
     pub fn apply(self, transaction: &WriteTransaction) -> Result<(), StorageError> {
-        let mut counts = transaction.open_table(COLLECTION_COUNTS)?;
-        for (collection, delta) in self.collections {
-            let current = counts.get(collection)?.map_or(0, |count| count.value());
-            counts.insert(collection, adjust(current, delta)?)?;
-        }
+        add_per_collection(&mut transaction.open_table(COLLECTION_COUNTS)?, self.collections)?;
+        add_per_collection(&mut transaction.open_table(COLLECTION_BYTES)?, self.bytes)?;
         let mut set_counts = transaction.open_table(REPLICA_SET_COUNTS)?;
         for ((collection, replica_set), delta) in self.replica_sets {
             let key = replica_set_count_key(collection, replica_set);
@@ -75,18 +81,36 @@ impl CountChanges {
     }
 }
 
+/// Adds each collection's delta to its value in a per-collection table.
+fn add_per_collection(
+    table: &mut Table<CollectionId, u64>,
+    deltas: HashMap<CollectionId, i64>,
+) -> Result<(), StorageError> {
+    for (collection, delta) in deltas {
+        let current = per_collection(table, collection)?;
+        table.insert(collection, adjust(current, delta)?)?;
+    }
+    Ok(())
+}
+
 fn adjust(current: u64, delta: i64) -> Result<u64, StorageError> {
     current
         .checked_add_signed(delta)
-        .ok_or_else(|| StorageError::Corrupt("document count would go negative".to_owned()))
+        .ok_or_else(|| StorageError::Corrupt("a collection's count or size would go negative".to_owned()))
 }
 
-/// The number of documents in a collection.
-pub fn document_count(
-    counts: &impl ReadableTable<CollectionId, u64>,
+/// The bytes a document's row takes in the documents table: key and record.
+pub fn row_bytes(key: &[u8], record: &[u8]) -> i64 {
+    (key.len() + record.len()) as i64
+}
+
+/// A collection's value in a per-collection table: its number of
+/// documents (`collection_counts`) or its size (`collection_bytes`).
+pub fn per_collection(
+    table: &impl ReadableTable<CollectionId, u64>,
     collection: CollectionId,
 ) -> Result<u64, StorageError> {
-    Ok(counts.get(collection)?.map_or(0, |count| count.value()))
+    Ok(table.get(collection)?.map_or(0, |value| value.value()))
 }
 
 /// The per-replica-set document counts of a collection.

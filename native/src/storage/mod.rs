@@ -12,7 +12,7 @@
 //! Modules, one job each:
 //! * [`schema`] — the tables; [`key_encoding`] — key byte layouts;
 //!   [`codec`] — document records; [`replicas`] — interned replica lists;
-//!   [`catalog`] — collection ids and counts.
+//!   [`catalog`] — collection ids, counts and sizes.
 //! * [`index`] — which index entries a document yields.
 //! * [`planner`] — where a query's candidates come from; [`read`] — running
 //!   a plan; [`topk`] — ORDER and bounded top-k.
@@ -41,16 +41,19 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use canhazdb_core::query::{Order, Query};
-use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition};
 use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 
 pub use error::StorageError;
 
 use apply::{PreparedDocument, PreparedMutation};
+use key_encoding::CollectionId;
 use read::CollectionView;
 use replicas::ReplicaSets;
-use schema::{COLLECTIONS, COLLECTION_COUNTS, DOCUMENTS, INDEX, REPLICA_SETS, REPLICA_SET_COUNTS};
+use schema::{
+    COLLECTIONS, COLLECTION_BYTES, COLLECTION_COUNTS, DOCUMENTS, INDEX, REPLICA_SETS, REPLICA_SET_COUNTS,
+};
 use writer::{answer, WriteOp, Writer};
 
 /// The database file inside the store's directory.
@@ -233,7 +236,7 @@ impl Store {
         }
         if reported.is_none() {
             let counts = snapshot.transaction.open_table(COLLECTION_COUNTS)?;
-            return catalog::document_count(&counts, view.collection);
+            return catalog::per_collection(&counts, view.collection);
         }
         let set_counts = snapshot.transaction.open_table(REPLICA_SET_COUNTS)?;
         let mut total = 0;
@@ -284,15 +287,31 @@ impl Store {
 
     /// Every non-empty collection with its document count, sorted by name.
     pub fn collections(&self) -> Result<Vec<(String, u64)>, StorageError> {
+        self.non_zero(COLLECTION_COUNTS)
+    }
+
+    /// Every non-empty collection with the bytes its documents take in this
+    /// store (keys and records of the documents table, which hold each
+    /// document encoded, its id and its replica set; neither index entries
+    /// nor the database file's own overhead), sorted by name.
+    pub fn collection_bytes(&self) -> Result<Vec<(String, u64)>, StorageError> {
+        self.non_zero(COLLECTION_BYTES)
+    }
+
+    /// Every collection whose value in the per-collection `table` is not 0.
+    fn non_zero(
+        &self,
+        table: TableDefinition<'static, CollectionId, u64>,
+    ) -> Result<Vec<(String, u64)>, StorageError> {
         let snapshot = self.snapshot()?;
         let collections = snapshot.transaction.open_table(COLLECTIONS)?;
-        let counts = snapshot.transaction.open_table(COLLECTION_COUNTS)?;
+        let values = snapshot.transaction.open_table(table)?;
         let mut result = Vec::new();
         for entry in collections.iter()? {
             let (name, id) = entry?;
-            let count = catalog::document_count(&counts, id.value())?;
-            if count > 0 {
-                result.push((name.value().to_owned(), count));
+            let value = catalog::per_collection(&values, id.value())?;
+            if value > 0 {
+                result.push((name.value().to_owned(), value));
             }
         }
         Ok(result)
