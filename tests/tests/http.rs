@@ -655,6 +655,7 @@ const FAMILIES: &[(&str, &str)] = &[
     ("canhazdb_raft_commit_index", "gauge"),
     ("canhazdb_raft_applied_index", "gauge"),
     ("canhazdb_raft_last_log_index", "gauge"),
+    ("canhazdb_raft_leader", "gauge"),
     ("canhazdb_peers_online", "gauge"),
     ("canhazdb_repairs_pending", "gauge"),
     ("canhazdb_notify_deliveries_total", "counter"),
@@ -996,9 +997,9 @@ async fn the_console_and_its_assets_are_served() {
         .await
         .expect_error(404, status::NOT_FOUND, "STATUS_NOT_FOUND");
     // The console's Raft roles: the node names the lock group's leader.
-    let (metrics, _) = scrape(web).await;
-    let leader = format!("canhazdb_raft_leader{{node=\"{}\"}} 1", canhazdb_tests::NODE_NAME);
-    assert!(metrics.contains(&leader), "{metrics}");
+    let metrics = scrape(web).await;
+    let leader = [("node", canhazdb_tests::NODE_NAME)];
+    assert_eq!(metrics.value("canhazdb_raft_leader", &leader), 1.0, "{}", metrics.text);
 }
 
 #[tokio::test]

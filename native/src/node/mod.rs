@@ -65,6 +65,8 @@ pub enum NodeError {
 
 /// How long a clean stop waits for requests in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long stopping waits for Raft's tasks (its log is durable as it goes).
+const RAFT_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Requests in flight per connection before its reader stops reading.
 const MAX_IN_FLIGHT: usize = 256;
@@ -178,6 +180,7 @@ impl Node {
     /// Stops the node: its timers and connections end, requests in flight
     /// finish (bounded), the lock group stops and storage is flushed.
     pub async fn close(self: Arc<Self>) -> Result<(), NodeError> {
+        let started = std::time::Instant::now();
         self.begin_stopping();
         self.shutdown.cancel();
         self.tasks.close();
@@ -185,12 +188,31 @@ impl Node {
             .await
             .is_err()
         {
-            tracing::warn!("requests still running after {DRAIN_TIMEOUT:?}; closing storage anyway");
+            tracing::warn!(
+                running = self.tasks.len(),
+                "requests still running after {DRAIN_TIMEOUT:?}; closing storage anyway"
+            );
         }
-        self.cluster.consensus.raft.shutdown().await;
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "connections and requests done"
+        );
+        if tokio::time::timeout(RAFT_STOP_TIMEOUT, self.cluster.consensus.raft.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "the lock group's Raft did not stop within {RAFT_STOP_TIMEOUT:?}; stopping anyway"
+            );
+        }
+        tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "Raft stopped");
         let store = self.cluster.store.clone();
         drop(self);
         store.close().await?;
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "storage closed"
+        );
         Ok(())
     }
 
