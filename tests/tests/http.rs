@@ -999,7 +999,12 @@ async fn the_console_and_its_assets_are_served() {
     // The console's Raft roles: the node names the lock group's leader.
     let metrics = scrape(web).await;
     let leader = [("node", canhazdb_tests::NODE_NAME)];
-    assert_eq!(metrics.value("canhazdb_raft_leader", &leader), 1.0, "{}", metrics.text);
+    assert_eq!(
+        metrics.value("canhazdb_raft_leader", &leader),
+        1.0,
+        "{}",
+        metrics.text
+    );
 }
 
 #[tokio::test]
