@@ -187,9 +187,8 @@ impl<'txn> WriteTables<'txn> {
             let key = index_key(collection_id, entry, &document.id);
             self.index.insert(key.as_slice(), replica_set)?;
         }
-        self.counts.add(collection_id, replica_set, 1);
         self.counts
-            .resize(collection_id, catalog::row_bytes(&key, &record));
+            .added(collection_id, replica_set, catalog::row_bytes(&key, &record));
         self.redo.put(collection, &document.id, replicas, &document.body);
         Ok(())
     }
@@ -313,9 +312,8 @@ impl<'txn> WriteTables<'txn> {
                     self.index
                         .insert(index_key(collection_id, entry, &id).as_slice(), replica_set)?;
                 }
-                self.counts.add(collection_id, replica_set, 1);
                 self.counts
-                    .resize(collection_id, catalog::row_bytes(&key, &record));
+                    .added(collection_id, replica_set, catalog::row_bytes(&key, &record));
             }
             Effect::Remove { collection, id } => {
                 if let Some(collection_id) = catalog::lookup(&self.collections, &collection)? {
@@ -348,8 +346,7 @@ impl<'txn> WriteTables<'txn> {
         for entry in index_entries(as_object(&old)?) {
             self.index.remove(index_key(collection, &entry, id).as_slice())?;
         }
-        self.counts.add(collection, replica_set, -1);
-        self.counts.resize(collection, -old_bytes);
+        self.counts.removed(collection, replica_set, old_bytes);
         Ok(Some(replica_set))
     }
 

@@ -54,12 +54,26 @@ pub struct CountChanges {
 }
 
 impl CountChanges {
-    pub fn add(&mut self, collection: CollectionId, replica_set: ReplicaSetId, delta: i64) {
+    /// A document of `bytes` (see [`row_bytes`]) was stored: its count and
+    /// its size move together.
+    pub fn added(&mut self, collection: CollectionId, replica_set: ReplicaSetId, bytes: i64) {
+        self.count(collection, replica_set, 1);
+        self.resize(collection, bytes);
+    }
+
+    /// A document of `bytes` was removed.
+    pub fn removed(&mut self, collection: CollectionId, replica_set: ReplicaSetId, bytes: i64) {
+        self.count(collection, replica_set, -1);
+        self.resize(collection, -bytes);
+    }
+
+    fn count(&mut self, collection: CollectionId, replica_set: ReplicaSetId, delta: i64) {
         *self.collections.entry(collection).or_default() += delta;
         *self.replica_sets.entry((collection, replica_set)).or_default() += delta;
     }
 
-    /// The collection's rows grew by `delta` bytes (shrank, if negative).
+    /// The collection's rows grew by `delta` bytes (shrank, if negative):
+    /// a document was rewritten in place.
     pub fn resize(&mut self, collection: CollectionId, delta: i64) {
         *self.bytes.entry(collection).or_default() += delta;
     }
