@@ -134,9 +134,10 @@ async fn collection_documents(node: &Arc<Node>) -> String {
             collection["documentCount"].as_u64()?,
         ))
     });
-    per_collection_gauge(
+    scrape_time_gauge(
         COLLECTION_DOCUMENTS,
         "Documents per collection, counted across the cluster.",
+        "collection",
         counts,
     )
 }
@@ -148,25 +149,35 @@ fn collection_bytes(node: &Node) -> String {
     let Ok(sizes) = node.cluster.store.collection_bytes() else {
         return String::new();
     };
-    per_collection_gauge(
+    scrape_time_gauge(
         COLLECTION_BYTES,
         "Bytes of this node's copies of each collection's documents as stored: \
          the keys and records of its documents table (each document encoded, with \
          its id and replica set), without index entries or the database file's overhead.",
+        "collection",
         sizes
             .iter()
             .map(|(collection, bytes)| (collection.as_str(), *bytes)),
     )
 }
 
-/// A gauge family with one sample per collection, written out at each
-/// scrape rather than kept in the recorder, so that a collection that is
-/// gone is gone from here too.
-fn per_collection_gauge<'a>(name: &str, help: &str, values: impl Iterator<Item = (&'a str, u64)>) -> String {
+/// A gauge family written out at each scrape rather than kept in the
+/// recorder, so that a sample whose subject is gone (a collection, a
+/// former leader) is gone from here too: one sample per `(label value,
+/// value)`, under label `label`.
+fn scrape_time_gauge<'a>(
+    name: &str,
+    help: &str,
+    label: &str,
+    values: impl Iterator<Item = (&'a str, u64)>,
+) -> String {
     let mut text = format!("# HELP {name} {help}\n# TYPE {name} gauge\n");
-    for (collection, value) in values {
-        // Collection ids are A-Z a-z 0-9 - . only: nothing to escape in a label.
-        text.push_str(&format!("{name}{{collection=\"{collection}\"}} {value}\n"));
+    for (subject, value) in values {
+        let subject = subject
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n");
+        text.push_str(&format!("{name}{{{label}=\"{subject}\"}} {value}\n"));
     }
     text.push('\n');
     text
@@ -182,15 +193,11 @@ fn raft_leader(node: &Node) -> String {
     let Some(leader) = node.cluster.consensus.raft.leader() else {
         return String::new();
     };
-    let name = leader
-        .name
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n");
-    format!(
-        "# HELP {RAFT_LEADER} 1 for the node that leads the lock group, as this node knows it.\n\
-         # TYPE {RAFT_LEADER} gauge\n\
-         {RAFT_LEADER}{{node=\"{name}\"}} 1\n\n"
+    scrape_time_gauge(
+        RAFT_LEADER,
+        "1 for the node that leads the lock group, as this node knows it.",
+        "node",
+        std::iter::once((leader.name.as_str(), 1)),
     )
 }
 
